@@ -1,0 +1,120 @@
+"""What every vendor provides below the seam: connect, run SQL, stream, transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..conf import AsyncSettings
+
+Params = Sequence[Any] | dict[str, Any] | None
+Row = Sequence[Any]
+
+
+class Result:
+    """Everything a statement produced: column names, rows, row count, last row id."""
+
+    __slots__ = ("description", "lastrowid", "rowcount", "rows")
+
+    def __init__(
+        self,
+        description: list[tuple[Any, ...]] | None,
+        rows: list[Row],
+        rowcount: int,
+        lastrowid: Any = None,
+    ) -> None:
+        self.description = description
+        self.rows = rows
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+
+
+class Stream:
+    """A cursor that yields a large result in chunks."""
+
+    async def fetch(self, size: int) -> list[Row]:
+        """Fetch up to ``size`` rows; an empty list means the end."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release the cursor on the server."""
+        raise NotImplementedError
+
+
+class Connection:
+    """One driver connection, always in autocommit mode between transactions."""
+
+    driver: ModuleType
+    broken: bool = False
+    created: float = 0.0
+    last_used: float = 0.0
+
+    async def fetchall(self, sql: str, params: Params) -> list[Row]:
+        """Run a query and return all its rows."""
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, params: Params) -> Row | None:
+        """Run a query and return its first row, or None."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def run(self, sql: str, params: Params) -> Result:
+        """Run any statement and return its description, rows and row count."""
+        raise NotImplementedError
+
+    async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> Stream:
+        """Start streaming a query's rows (inside a transaction for server-side cursors)."""
+        raise NotImplementedError
+
+    async def begin(self) -> None:
+        """Start a transaction."""
+        raise NotImplementedError
+
+    async def commit(self) -> None:
+        """Commit the transaction."""
+        await self.run("COMMIT", None)
+
+    async def rollback(self) -> None:
+        """Roll back the transaction."""
+        await self.run("ROLLBACK", None)
+
+    def reusable(self) -> bool:
+        """True if the connection is open, idle and outside any transaction."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+
+class Backend:
+    """Opens connections for one alias and fills the facts Django's compiler reads."""
+
+    vendor = ""
+    driver: ModuleType
+    # PostgreSQL declares server-side cursors inside a transaction; SQLite steps lazily.
+    stream_needs_transaction = False
+
+    def __init__(self, settings: AsyncSettings) -> None:
+        self.settings = settings
+        self.alias = settings.alias
+
+    @property
+    def wrapper(self) -> BaseDatabaseWrapper:
+        """Django's connection object for this alias in the current thread (never opened here)."""
+        return connections[self.alias]
+
+    async def connect(self) -> Connection:
+        """Open a new autocommit connection configured as Django configures its own."""
+        raise NotImplementedError
+
+    def install_facts(self, wrapper: BaseDatabaseWrapper) -> None:
+        """Give Django's wrapper the server facts it would otherwise connect to learn."""
+
+    def use_server_side_cursors(self) -> bool:
+        """Whether chunked reads stream from a server-side cursor."""
+        return not self.wrapper.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")

@@ -1,0 +1,162 @@
+"""PostgreSQL through psycopg 3's AsyncConnection."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import psycopg
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import sql as pgsql
+from psycopg.pq import TransactionStatus
+
+from ..conf import AsyncSettings
+from . import base
+from .base import Params, Result, Row
+
+_cursor_names = itertools.count(1)
+
+
+class PgStream(base.Stream):
+    """A named server-side cursor read with FETCH, or a client cursor read with fetchmany."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[Any], name: str | None) -> None:
+        self.cursor = cursor
+        self.name = name
+
+    async def fetch(self, size: int) -> list[Row]:
+        """Fetch up to ``size`` rows."""
+        if self.name is None:
+            return await self.cursor.fetchmany(size)
+        await self.cursor.execute(f'FETCH FORWARD {int(size)} FROM "{self.name}"')
+        return await self.cursor.fetchall()
+
+    async def close(self) -> None:
+        """Close the cursor (the server-side one first)."""
+        try:
+            if self.name is not None and not self.cursor.connection.broken:
+                await self.cursor.execute(f'CLOSE "{self.name}"')
+        finally:
+            await self.cursor.close()
+
+
+class PgConnection(base.Connection):
+    """A psycopg AsyncConnection in autocommit mode with one reusable cursor."""
+
+    driver = psycopg
+
+    def __init__(self, raw: psycopg.AsyncConnection[Any], begin_sql: str) -> None:
+        self.raw = raw
+        self.cursor = raw.cursor()
+        self.begin_sql = begin_sql
+        self.created = self.last_used = time.monotonic()
+
+    async def fetchall(self, sql: str, params: Params) -> list[Row]:
+        """Run a query and return all its rows."""
+        cursor = self.cursor
+        await cursor.execute(sql, params)
+        return await cursor.fetchall()
+
+    async def fetchone(self, sql: str, params: Params) -> Row | None:
+        """Run a query and return its first row."""
+        cursor = self.cursor
+        await cursor.execute(sql, params)
+        return await cursor.fetchone()
+
+    async def run(self, sql: str, params: Params) -> Result:
+        """Run any statement."""
+        cursor = self.cursor
+        await cursor.execute(sql, params)
+        description = cursor.description
+        rows = await cursor.fetchall() if description is not None else []
+        return Result(list(description) if description is not None else None, rows, cursor.rowcount)
+
+    async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> PgStream:
+        """Declare a server-side cursor (inside a transaction) or run on a client cursor."""
+        cursor = self.raw.cursor()
+        try:
+            if server_side:
+                name = f"_adb_curs_{next(_cursor_names)}"
+                await cursor.execute(f'DECLARE "{name}" NO SCROLL CURSOR FOR {sql}', params)
+                return PgStream(cursor, name)
+            await cursor.execute(sql, params)
+            return PgStream(cursor, None)
+        except BaseException:
+            await cursor.close()
+            raise
+
+    async def begin(self) -> None:
+        """Start a transaction, at the isolation level from OPTIONS if one is set."""
+        await self.cursor.execute(self.begin_sql)
+
+    def reusable(self) -> bool:
+        """Open, not broken, and idle outside any transaction."""
+        raw = self.raw
+        return (
+            not self.broken
+            and not raw.closed
+            and raw.info.transaction_status == TransactionStatus.IDLE
+        )
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self.raw.close()
+
+
+class Backend(base.Backend):
+    """Connections configured like Django's own PostgreSQL wrapper configures them."""
+
+    vendor = "postgresql"
+    driver = psycopg
+    stream_needs_transaction = True
+
+    def __init__(self, settings: AsyncSettings) -> None:
+        super().__init__(settings)
+        self.server_version: int | None = None
+        options = self.wrapper.settings_dict["OPTIONS"]
+        level = options.get("isolation_level")
+        if level is None:
+            self.begin_sql = "BEGIN"
+        else:
+            try:
+                name = psycopg.IsolationLevel(level).name.replace("_", " ")
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"Invalid transaction isolation level {level} specified for "
+                    f"{self.alias!r}. Use one of the psycopg.IsolationLevel values."
+                ) from None
+            self.begin_sql = f"BEGIN ISOLATION LEVEL {name}"
+
+    async def connect(self) -> PgConnection:
+        """Open a connection with Django's parameters, time zone and role."""
+        wrapper = self.wrapper
+        params = wrapper.get_connection_params()
+        server_binding = wrapper.settings_dict["OPTIONS"].get("server_side_binding") is True
+        params["cursor_factory"] = (
+            psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
+        )
+        params["autocommit"] = True
+        raw = await psycopg.AsyncConnection.connect(**params)
+        try:
+            async with raw.cursor() as cursor:
+                timezone_name = wrapper.timezone_name
+                if timezone_name and raw.info.parameter_status("TimeZone") != timezone_name:
+                    await cursor.execute(wrapper.ops.set_time_zone_sql(), [timezone_name])
+                role = wrapper.settings_dict["OPTIONS"].get("assume_role")
+                if role:
+                    await cursor.execute(pgsql.SQL("SET ROLE {}").format(pgsql.Literal(role)))
+        except BaseException:
+            await raw.close()
+            raise
+        if self.server_version is None:
+            self.server_version = raw.info.server_version
+            self.install_facts(wrapper)
+            wrapper.check_database_version_supported()
+        return PgConnection(raw, self.begin_sql)
+
+    def install_facts(self, wrapper: BaseDatabaseWrapper) -> None:
+        """Django reads ``pg_version`` (a cached property) through a sync connection."""
+        if self.server_version is not None and "pg_version" not in wrapper.__dict__:
+            wrapper.__dict__["pg_version"] = self.server_version

@@ -1,0 +1,115 @@
+"""SQLite through aiosqlite, with Django's own connection set-up (functions, pragmas)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from functools import lru_cache
+
+import aiosqlite
+from django.db.backends.sqlite3.base import SQLiteCursorWrapper
+
+from . import base
+from .base import Params, Result, Row
+
+
+@lru_cache(maxsize=2048)
+def _qmark(sql: str) -> str:
+    """Django writes ``%s`` placeholders; sqlite3 wants ``?`` (Django's own conversion)."""
+    return SQLiteCursorWrapper.convert_query(None, sql)  # type: ignore[arg-type]
+
+
+def _convert(sql: str, params: Params) -> str:
+    """Convert placeholders the way Django's SQLiteCursorWrapper.execute does."""
+    if params is None:
+        return sql
+    if isinstance(params, dict):
+        return SQLiteCursorWrapper.convert_query(None, sql, param_names=list(params))  # type: ignore[arg-type]
+    return _qmark(sql)
+
+
+class SqliteStream(base.Stream):
+    """An sqlite3 cursor stepped with fetchmany: rows are produced lazily."""
+
+    def __init__(self, cursor: aiosqlite.Cursor) -> None:
+        self.cursor = cursor
+
+    async def fetch(self, size: int) -> list[Row]:
+        """Fetch up to ``size`` rows."""
+        return list(await self.cursor.fetchmany(size))
+
+    async def close(self) -> None:
+        """Close the cursor."""
+        await self.cursor.close()
+
+
+class SqliteConnection(base.Connection):
+    """An aiosqlite connection in autocommit mode (``isolation_level = None``)."""
+
+    driver = sqlite3
+
+    def __init__(self, raw: aiosqlite.Connection, begin_sql: str) -> None:
+        self.raw = raw
+        self.begin_sql = begin_sql
+        self.closed = False
+        self.created = self.last_used = time.monotonic()
+
+    async def fetchall(self, sql: str, params: Params) -> list[Row]:
+        """Run a query and return all its rows."""
+        return list(await self.raw.execute_fetchall(_convert(sql, params), params or ()))
+
+    async def run(self, sql: str, params: Params) -> Result:
+        """Run any statement."""
+        cursor = await self.raw.execute(_convert(sql, params), params or ())
+        try:
+            description = cursor.description
+            rows = list(await cursor.fetchall()) if description is not None else []
+            return Result(
+                list(description) if description else None,
+                rows,
+                cursor.rowcount,
+                cursor.lastrowid,
+            )
+        finally:
+            await cursor.close()
+
+    async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> SqliteStream:
+        """Start stepping a query."""
+        return SqliteStream(await self.raw.execute(_convert(sql, params), params or ()))
+
+    async def begin(self) -> None:
+        """BEGIN, with OPTIONS['transaction_mode'] as Django uses it."""
+        await self.raw.execute(self.begin_sql)
+
+    def reusable(self) -> bool:
+        """Open, not broken, and outside any transaction."""
+        return not self.broken and not self.closed and not self.raw.in_transaction
+
+    async def close(self) -> None:
+        """Close the connection and stop its thread."""
+        self.closed = True
+        await self.raw.close()
+
+
+class Backend(base.Backend):
+    """Connections opened by Django's own ``get_new_connection`` in aiosqlite's thread."""
+
+    vendor = "sqlite"
+    driver = sqlite3
+
+    async def connect(self) -> SqliteConnection:
+        """Open a connection exactly as Django opens one, then switch it to autocommit."""
+        wrapper = self.wrapper
+        params = wrapper.get_connection_params()
+        mode = getattr(wrapper, "transaction_mode", None)
+        begin_sql = f"BEGIN {mode}" if mode else "BEGIN"
+
+        def connector() -> sqlite3.Connection:
+            # Runs in aiosqlite's own thread, where no event loop runs, so Django's
+            # async-safety guard lets its connection set-up through.
+            connection: sqlite3.Connection = wrapper.get_new_connection(params)
+            connection.isolation_level = None
+            return connection
+
+        raw = await aiosqlite.Connection(connector, 64)
+        return SqliteConnection(raw, begin_sql)

@@ -1,0 +1,245 @@
+"""The execution seam: every native statement runs through the functions here.
+
+Outside ``atomic`` a statement borrows a pooled autocommit connection and returns
+it at once, so ``asyncio.gather`` fans out over several connections. Inside
+``atomic`` the connection is bound to the task's context (a ContextVar): tasks
+spawned inside inherit it, join the same transaction and take turns on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.transaction import TransactionManagementError
+
+from . import conf
+from .backends import backend_for
+from .backends.base import Connection, Params, Result, Row
+from .errors import translate
+from .pool import Pool
+
+if TYPE_CHECKING:
+    from .transaction import Transaction
+
+T = TypeVar("T")
+
+# alias -> innermost atomic level visible to the current task.
+_levels: ContextVar[dict[str, Level] | None] = ContextVar("django_asyncdb_levels", default=None)
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class Level:
+    """One atomic block as seen by the tasks inside it.
+
+    Statements at this level take turns on the transaction's connection through
+    ``lock``. A nested block holds its parent's lock for its whole duration, so the
+    savepoint stack on the connection stays linear whatever tasks do.
+    """
+
+    __slots__ = ("closed", "lock", "parent", "sid", "token", "transaction")
+
+    def __init__(self, transaction: Transaction, parent: Level | None, sid: str | None) -> None:
+        self.transaction = transaction
+        self.parent = parent
+        self.sid = sid
+        self.lock = asyncio.Lock()
+        self.closed = False
+        self.token: Any = None
+
+
+def in_event_loop() -> bool:
+    """True if an event loop runs in this thread (where Django refuses sync I/O)."""
+    return asyncio._get_running_loop() is not None
+
+
+def is_native(alias: str) -> bool:
+    """True if the alias runs on the native async layer."""
+    return conf.get(alias) is not None
+
+
+def current_level(alias: str) -> Level | None:
+    """The innermost atomic level of ``alias`` in this task's context, if any."""
+    levels = _levels.get()
+    return levels.get(alias) if levels else None
+
+
+def push_level(alias: str, level: Level) -> None:
+    """Make ``level`` the innermost one for ``alias`` in this context."""
+    levels = _levels.get()
+    level.token = _levels.set({**levels, alias: level} if levels else {alias: level})
+
+
+def pop_level(level: Level) -> None:
+    """Undo :func:`push_level`."""
+    _levels.reset(level.token)
+
+
+def pool(alias: str) -> Pool:
+    """The pool of ``alias`` on the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    pools = _pools.get(loop)
+    if pools is None:
+        pools = _pools[loop] = {}
+    found = pools.get(alias)
+    if found is None:
+        settings = conf.get(alias)
+        if settings is None:
+            raise TransactionManagementError(f"Database alias {alias!r} is not native.")
+        found = pools[alias] = Pool(backend_for(settings))
+    return found
+
+
+async def prepare(alias: str) -> BaseDatabaseWrapper:
+    """Open the pool if needed and give Django's wrapper the facts its compiler reads."""
+    found = pool(alias)
+    opened = found._opened
+    if opened is None or not opened.done():
+        await found.open()
+    wrapper = connections[alias]
+    found.backend.install_facts(wrapper)
+    return wrapper
+
+
+async def close_pools(*aliases: str) -> None:
+    """Close the pools of the running event loop (all aliases, or those named).
+
+    Call it on ASGI lifespan shutdown and at the end of tests.
+    """
+    pools = _pools.get(asyncio.get_running_loop())
+    if not pools:
+        return
+    for alias in aliases or tuple(pools):
+        found = pools.pop(alias, None)
+        if found is not None:
+            await found.close()
+
+
+def _raise_translated(exc: Exception, connection: Connection) -> None:
+    error = translate(exc, connection.driver)
+    if error is not None:
+        raise error from exc
+
+
+async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run ``operation`` on the transaction's connection, or on a pooled one."""
+    level = current_level(alias)
+    if level is None:
+        found = pool(alias)
+        connection = await found.acquire()
+        try:
+            return await operation(connection)
+        except Exception as exc:
+            _raise_translated(exc, connection)
+            raise
+        except BaseException:
+            connection.broken = True  # interrupted mid-statement: never reuse it
+            raise
+        finally:
+            found.release(connection)
+    async with level.lock:
+        transaction = level.transaction
+        transaction.check_usable(level)
+        connection = transaction.connection
+        try:
+            return await operation(connection)
+        except Exception as exc:
+            _raise_translated(exc, connection)
+            raise
+        except BaseException:
+            connection.broken = True
+            raise
+
+
+async def fetchall(alias: str, sql: str, params: Params) -> list[Row]:
+    """Run a query and return all rows."""
+    return await _on_connection(alias, lambda c: c.fetchall(sql, params))
+
+
+async def fetchone(alias: str, sql: str, params: Params) -> Row | None:
+    """Run a query and return its first row, or None."""
+    return await _on_connection(alias, lambda c: c.fetchone(sql, params))
+
+
+async def run(alias: str, sql: str, params: Params) -> Result:
+    """Run any statement; return description, rows, row count and last row id."""
+    return await _on_connection(alias, lambda c: c.run(sql, params))
+
+
+async def stream(alias: str, sql: str, params: Params, chunk_size: int) -> AsyncIterator[list[Row]]:
+    """Yield a query's rows in chunks of ``chunk_size``.
+
+    On PostgreSQL the rows come from a server-side cursor (unless
+    DISABLE_SERVER_SIDE_CURSORS), so memory stays flat whatever the result size.
+    Inside a transaction each chunk takes its turn on the shared connection, so the
+    consumer may run other queries between chunks.
+    """
+    level = current_level(alias)
+    found = pool(alias)
+    backend = found.backend
+    server_side = backend.use_server_side_cursors()
+    if level is None:
+        connection = await found.acquire()
+        in_transaction = False
+        try:
+            if server_side and backend.stream_needs_transaction:
+                await connection.begin()
+                in_transaction = True
+            cursor = await connection.open_stream(sql, params, server_side=server_side)
+            try:
+                while rows := await cursor.fetch(chunk_size):
+                    yield rows
+            finally:
+                await cursor.close()
+            if in_transaction:
+                await connection.commit()
+        except GeneratorExit:  # the consumer stopped early: end cleanly, keep the connection
+            if in_transaction:
+                await connection.rollback()
+            raise
+        except Exception as exc:
+            _raise_translated(exc, connection)
+            raise
+        except BaseException:
+            connection.broken = True
+            raise
+        finally:
+            found.release(connection)
+        return
+    async with level.lock:
+        level.transaction.check_usable(level)
+        connection = level.transaction.connection
+        try:
+            cursor = await connection.open_stream(sql, params, server_side=server_side)
+        except Exception as exc:
+            _raise_translated(exc, connection)
+            raise
+    try:
+        while True:
+            async with level.lock:
+                level.transaction.check_usable(level)
+                try:
+                    rows = await cursor.fetch(chunk_size)
+                except Exception as exc:
+                    _raise_translated(exc, connection)
+                    raise
+            if not rows:
+                break
+            yield rows
+    finally:
+        if not level.closed and not connection.broken:
+            async with level.lock:
+                await cursor.close()
+
+
+def default_alias(using: str | None) -> str:
+    """Django's default alias when none is given."""
+    return using or DEFAULT_DB_ALIAS

@@ -1,0 +1,97 @@
+"""A small async cursor for raw SQL on a native alias (Django's ``%s`` placeholders).
+
+Each ``execute`` runs through the seam: inside an async atomic block it joins the
+transaction; outside it borrows a pooled connection for that one statement.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from django.db import ProgrammingError
+
+from . import connections as seam
+from .backends.base import Params, Result, Row
+
+__all__ = ["AsyncCursor", "cursor"]
+
+
+class AsyncCursor:
+    """Runs statements and keeps the last one's rows to fetch."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self._result: Result | None = None
+        self._position = 0
+
+    async def __aenter__(self) -> AsyncCursor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def execute(self, sql: str, params: Params = None) -> AsyncCursor:
+        """Run one statement; ``%s`` placeholders as in Django's ``cursor.execute``."""
+        if not seam.is_native(self.alias):
+            raise ProgrammingError(
+                f"Database alias {self.alias!r} is not native; use Django's connection.cursor()."
+            )
+        await seam.prepare(self.alias)
+        self._result = await seam.run(self.alias, sql, params)
+        self._position = 0
+        return self
+
+    @property
+    def description(self) -> list[Any] | None:
+        """The column descriptions of the last statement."""
+        return self._result.description if self._result else None
+
+    @property
+    def rowcount(self) -> int:
+        """Rows produced or affected by the last statement (-1 before any)."""
+        return self._result.rowcount if self._result else -1
+
+    @property
+    def lastrowid(self) -> Any:
+        """The last inserted row id where the driver reports one (SQLite)."""
+        return self._result.lastrowid if self._result else None
+
+    async def fetchone(self) -> Row | None:
+        """The next row, or None."""
+        rows = self._rows()
+        if self._position >= len(rows):
+            return None
+        self._position += 1
+        return rows[self._position - 1]
+
+    async def fetchmany(self, size: int = 1) -> list[Row]:
+        """Up to ``size`` next rows."""
+        rows = self._rows()[self._position : self._position + size]
+        self._position += len(rows)
+        return rows
+
+    async def fetchall(self) -> list[Row]:
+        """All remaining rows."""
+        rows = self._rows()[self._position :]
+        self._position += len(rows)
+        return rows
+
+    def close(self) -> None:
+        """Forget the last result."""
+        self._result = None
+
+    def _rows(self) -> list[Row]:
+        if self._result is None:
+            raise ProgrammingError("execute() a statement before fetching.")
+        return list(self._result.rows)
+
+
+def cursor(using: str | None = None) -> AsyncCursor:
+    """An async cursor on the native alias ``using`` (default: ``"default"``)."""
+    return AsyncCursor(seam.default_alias(using))

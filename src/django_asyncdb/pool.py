@@ -1,0 +1,209 @@
+"""A lean pool of autocommit connections per alias and event loop.
+
+Measured against psycopg_pool with its defaults (a transaction per checkout and a
+reset on return), a queue of autocommit connections handed out without any round
+trip was twice as fast for short queries; so the pool does no I/O on checkout or
+return. A connection that is broken, mid-transaction or was interrupted (a task
+cancelled mid-query) is closed instead of returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from .backends.base import Backend, Connection
+from .errors import PoolClosed, PoolTimeout, translate
+
+logger = logging.getLogger("django_asyncdb.pool")
+
+
+class Pool:
+    """Connections of one alias on one event loop."""
+
+    def __init__(self, backend: Backend) -> None:
+        settings = backend.settings
+        self.backend = backend
+        self.alias = settings.alias
+        self.min_size = settings.min_size
+        self.max_size = settings.max_size
+        self.timeout = settings.timeout
+        self.max_idle = settings.max_idle
+        self.max_lifetime = settings.max_lifetime
+        self._idle: deque[Connection] = deque()
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._size = 0
+        self._closed = False
+        self._closing: set[asyncio.Task[None]] = set()
+        self._opened: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.alias!r} size={self._size} idle={len(self._idle)}>"
+
+    @property
+    def size(self) -> int:
+        """Connections open or being opened."""
+        return self._size
+
+    @property
+    def idle(self) -> int:
+        """Connections waiting in the pool."""
+        return len(self._idle)
+
+    async def open(self) -> None:
+        """Open the first connections (at least one, to learn the server's facts)."""
+        if self._opened is None:
+            self._opened = asyncio.get_running_loop().create_future()
+            try:
+                connections = [await self.acquire()]
+                while len(connections) < self.min_size:
+                    connections.append(await self.acquire())
+                for connection in connections:
+                    self.release(connection)
+            except BaseException as exc:
+                opened, self._opened = self._opened, None
+                opened.set_exception(exc)
+                opened.exception()  # consumed here; waiters re-raise it
+                raise
+            self._opened.set_result(None)
+            logger.info("pool %r opened", self)
+        elif not self._opened.done():
+            await asyncio.shield(self._opened)
+
+    async def acquire(self, timeout: float | None = None) -> Connection:
+        """Borrow a connection; wait up to ``timeout`` seconds when all are in use."""
+        if self._closed:
+            raise PoolClosed(f"The async pool of database {self.alias!r} is closed.")
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if self._expired(connection, time.monotonic()):
+                self._discard(connection)
+                continue
+            return connection
+        if self._size < self.max_size:
+            self._size += 1
+            return await self._connect()
+        return await self._wait(self.timeout if timeout is None else timeout)
+
+    def release(self, connection: Connection) -> None:
+        """Return a connection: hand it to a waiter, keep it, or close it if unusable."""
+        now = time.monotonic()
+        if self._closed or not connection.reusable() or self._expired(connection, now, idle=False):
+            self._discard(connection)
+            return
+        connection.last_used = now
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
+        self._trim(now)
+
+    async def close(self) -> None:
+        """Close idle connections, fail waiters; connections in use close on return."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(PoolClosed(f"The async pool of {self.alias!r} was closed."))
+        while self._idle:
+            self._discard(self._idle.pop())
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        logger.info("pool %r closed", self)
+
+    async def _connect(self) -> Connection:
+        """Open a connection for a slot already counted in ``_size``."""
+        try:
+            return await self.backend.connect()
+        except BaseException as exc:
+            self._size -= 1
+            self._hand_over_slot()
+            error = translate(exc, self.backend.driver)
+            if error is not None:
+                raise error from exc
+            raise
+
+    async def _wait(self, timeout: float) -> Connection:
+        waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await waiter
+        except TimeoutError:
+            self._abandon(waiter)
+            raise PoolTimeout(
+                f"No connection of the async pool of database {self.alias!r} became free "
+                f"within {timeout} seconds (MAX_SIZE={self.max_size}). Raise "
+                f"DATABASES[{self.alias!r}]['ASYNC']['MAX_SIZE'] or 'TIMEOUT', or hold "
+                "connections for less time."
+            ) from None
+        except BaseException:
+            self._abandon(waiter)
+            raise
+        if connection is None:  # a slot was freed for us: open a new connection in it
+            return await self._connect()
+        return connection
+
+    def _abandon(self, waiter: asyncio.Future[Connection | None]) -> None:
+        """A waiter gave up: give back whatever it was handed in the meantime."""
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+            connection = waiter.result()
+            if connection is None:
+                self._size -= 1
+                self._hand_over_slot()
+            else:
+                self.release(connection)
+        else:
+            waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _hand_over_slot(self) -> None:
+        """A slot became free: let the first live waiter open a connection in it."""
+        while self._waiters and self._size < self.max_size:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._size += 1
+                waiter.set_result(None)
+                return
+
+    def _discard(self, connection: Connection) -> None:
+        self._size -= 1
+        if not connection.broken:
+            logger.debug("closing connection of pool %r", self)
+        else:
+            logger.warning("discarding a broken connection of pool %r", self)
+        task = asyncio.get_running_loop().create_task(self._close_quietly(connection))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        if not self._closed:
+            self._hand_over_slot()
+
+    @staticmethod
+    async def _close_quietly(connection: Connection) -> None:
+        try:
+            await connection.close()
+        except Exception:  # a dead connection may fail to close; nothing to do
+            logger.debug("error closing a discarded connection", exc_info=True)
+
+    def _expired(self, connection: Connection, now: float, *, idle: bool = True) -> bool:
+        if self.max_lifetime is not None and now - connection.created > self.max_lifetime:
+            return True
+        return (
+            idle
+            and self.max_idle is not None
+            and now - connection.last_used > self.max_idle
+            and self._size > self.min_size
+        )
+
+    def _trim(self, now: float) -> None:
+        """Close connections idle for longer than MAX_IDLE, down to MIN_SIZE."""
+        idle = self._idle
+        while idle and self._size > self.min_size and self._expired(idle[0], now):
+            self._discard(idle.popleft())

@@ -1,0 +1,111 @@
+"""Django's connection-level transaction API, routed to the task's async transaction.
+
+``transaction.on_commit()``, ``get_rollback()``, ``set_rollback()`` and the savepoint
+functions call these methods on ``connections[alias]``. Inside an async atomic block
+they act on that block's :class:`~django_asyncdb.transaction.Transaction`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from . import connections as seam
+from .errors import SyncCallInAsyncContext
+
+logger = logging.getLogger("django.db.backends.base")
+
+_original_on_commit = BaseDatabaseWrapper.on_commit
+_original_get_rollback = BaseDatabaseWrapper.get_rollback
+_original_set_rollback = BaseDatabaseWrapper.set_rollback
+_original_savepoint = BaseDatabaseWrapper.savepoint
+_original_savepoint_commit = BaseDatabaseWrapper.savepoint_commit
+_original_savepoint_rollback = BaseDatabaseWrapper.savepoint_rollback
+
+# Async callbacks run outside any transaction are tasks; keep them referenced.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _level(wrapper: BaseDatabaseWrapper) -> seam.Level | None:
+    return seam.current_level(wrapper.alias)
+
+
+def on_commit(self: BaseDatabaseWrapper, func: Callable[[], Any], robust: bool = False) -> None:
+    """Register ``func`` on the async transaction, or run it now in async autocommit."""
+    level = _level(self)
+    if level is None and not (seam.in_event_loop() and seam.is_native(self.alias)):
+        _original_on_commit(self, func, robust)
+        return
+    if not callable(func):
+        raise TypeError("on_commit()'s callback must be a callable.")
+    if level is not None:
+        sids = set()
+        current: seam.Level | None = level
+        while current is not None:
+            sids.add(current.sid)
+            current = current.parent
+        level.transaction.run_on_commit.append((sids, func, robust))
+        return
+    # No transaction in progress, autocommit: run now, as Django does.
+    try:
+        result = func()
+    except Exception as exc:
+        if not robust:
+            raise
+        name = getattr(func, "__qualname__", func)
+        logger.exception("Error calling %s in on_commit() (%s).", name, exc)
+        return
+    if inspect.isawaitable(result):
+        task = asyncio.ensure_future(result)
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+def get_rollback(self: BaseDatabaseWrapper) -> bool:
+    """The needs-rollback flag of the innermost async atomic block, or Django's."""
+    level = _level(self)
+    if level is None:
+        return _original_get_rollback(self)  # type: ignore[no-any-return]
+    return level.transaction.needs_rollback
+
+
+def set_rollback(self: BaseDatabaseWrapper, rollback: bool) -> None:
+    """Set the needs-rollback flag of the async transaction, or Django's."""
+    level = _level(self)
+    if level is None:
+        _original_set_rollback(self, rollback)
+    else:
+        level.transaction.needs_rollback = rollback
+
+
+def _refuse(name: str) -> SyncCallInAsyncContext:
+    return SyncCallInAsyncContext(
+        f"transaction.{name}() does I/O and can't run inside an async atomic block; "
+        f"use 'await transaction.a{name}(...)' (django_asyncdb)."
+    )
+
+
+def savepoint(self: BaseDatabaseWrapper) -> Any:
+    """Refused inside an async atomic block: use ``await transaction.asavepoint()``."""
+    if _level(self) is not None:
+        raise _refuse("savepoint")
+    return _original_savepoint(self)
+
+
+def savepoint_commit(self: BaseDatabaseWrapper, sid: str) -> None:
+    """Refused inside an async atomic block: use ``asavepoint_commit``."""
+    if _level(self) is not None:
+        raise _refuse("savepoint_commit")
+    _original_savepoint_commit(self, sid)
+
+
+def savepoint_rollback(self: BaseDatabaseWrapper, sid: str) -> None:
+    """Refused inside an async atomic block: use ``asavepoint_rollback``."""
+    if _level(self) is not None:
+        raise _refuse("savepoint_rollback")
+    _original_savepoint_rollback(self, sid)

@@ -1,0 +1,115 @@
+"""Test set-up: one Django project with a SQLite and a PostgreSQL alias.
+
+SQLite always runs. PostgreSQL runs whenever the server is reachable, and must run
+under CI=true (then an unreachable server fails the run instead of skipping).
+"""
+
+import asyncio
+import os
+import tempfile
+
+import django
+import pytest
+from django.conf import settings
+
+PG = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": "django_asyncdb_test",
+    "USER": os.environ.get("PGUSER", "postgres"),
+    "PASSWORD": os.environ.get("PGPASSWORD", ""),
+    "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+    "PORT": os.environ.get("PGPORT", "5432"),
+}
+SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"django_asyncdb_test_{os.getpid()}.sqlite3")
+
+
+def _pg_reachable() -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            dbname="postgres",
+            user=PG["USER"],
+            password=PG["PASSWORD"] or None,
+            host=PG["HOST"],
+            port=PG["PORT"],
+            connect_timeout=3,
+            autocommit=True,
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG["NAME"]}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{PG["NAME"]}"')
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+PG_ERROR = _pg_reachable()
+ALIASES = ["default"] + ([] if PG_ERROR and not os.environ.get("CI") else ["postgresql"])
+
+
+def pytest_configure(config):
+    if os.path.exists(SQLITE_PATH):
+        os.remove(SQLITE_PATH)
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH},
+    }
+    if "postgresql" in ALIASES:
+        databases["postgresql"] = PG
+    settings.configure(
+        DEBUG=False,
+        DATABASES=databases,
+        INSTALLED_APPS=["django.contrib.contenttypes", "django_asyncdb", "testapp"],
+        USE_TZ=True,
+        TIME_ZONE="Europe/Paris",
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        SECRET_KEY="tests",
+    )
+    django.setup()
+
+
+def pytest_report_header(config):
+    if PG_ERROR:
+        state = "FAILING (CI=true)" if os.environ.get("CI") else "skipped"
+        return f"PostgreSQL tests {state}: server not reachable ({PG_ERROR})"
+    return f"PostgreSQL tests run against {PG['HOST']}:{PG['PORT']}"
+
+
+def pytest_unconfigure(config):
+    if os.path.exists(SQLITE_PATH):
+        os.remove(SQLITE_PATH)
+
+
+@pytest.fixture(scope="session")
+def schema():
+    """Create the tables on every alias and seed the shared read-only data."""
+    from django.core.management import call_command
+
+    from seed import seed
+
+    if PG_ERROR and "postgresql" in ALIASES:
+        pytest.fail(f"CI=true but PostgreSQL is not reachable: {PG_ERROR}")
+    for alias in ALIASES:
+        call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
+        seed(alias)
+    yield ALIASES
+
+
+@pytest.fixture(params=["default", "postgresql"], ids=["sqlite", "postgresql"])
+def alias(request, schema):
+    """Each vendor in turn: the alias to run a test on."""
+    if request.param not in ALIASES:
+        pytest.skip(f"PostgreSQL not reachable: {PG_ERROR}")
+    return request.param
+
+
+def arun(coro_fn, *args, **kwargs):
+    """Run a coroutine function on a fresh event loop and close the pools after it."""
+    from django_asyncdb import close_pools
+
+    async def main():
+        try:
+            return await coro_fn(*args, **kwargs)
+        finally:
+            await close_pools()
+
+    return asyncio.run(main())
