@@ -120,7 +120,7 @@ async def _perform(need: _NeedIO) -> Any:
         return None
     if need.result_type == SINGLE:
         row = await seam.fetchone(alias, sql, params)
-        return None if row is None else _trim(compiler, [row])[0]
+        return None if row is None else row[: compiler.col_count]
     return _trim(compiler, await seam.fetchall(alias, sql, params))
 
 
@@ -133,7 +133,7 @@ def _shape(result: list[Row] | None, result_type: str) -> Any:
 
 def _trim(compiler: SQLCompiler, rows: list[Row]) -> list[Row]:
     """Drop extra(select=...) columns past ``col_count``, as Django's cursor_iter does."""
-    if compiler.has_extra_select:
+    if getattr(compiler, "has_extra_select", False):
         count = compiler.col_count
         return [row[:count] for row in rows]
     return rows

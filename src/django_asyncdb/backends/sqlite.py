@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 import time
 from functools import lru_cache
+from typing import Any
 
 import aiosqlite
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
+from ..connections import in_event_loop
 from . import base
 from .base import Params, Result, Row
 
@@ -26,6 +30,23 @@ def _convert(sql: str, params: Params) -> str:
     if isinstance(params, dict):
         return SQLiteCursorWrapper.convert_query(None, sql, param_names=list(params))  # type: ignore[arg-type]
     return _qmark(sql)
+
+
+@lru_cache(maxsize=None)
+def _features_with_limits(cls: type) -> type:
+    """A subclass of Django's SQLite features whose ``max_query_params`` (a property that
+    reads the live sync connection in Django 6) answers from the async side in the loop."""
+    prop = inspect.getattr_static(cls, "max_query_params", None)
+    if not isinstance(prop, property) or prop.fget is None:
+        return cls
+    read_sync = prop.fget
+
+    def max_query_params(self: Any) -> Any:
+        if in_event_loop():
+            return self._asyncdb_max_query_params
+        return read_sync(self)
+
+    return type(cls.__name__, (cls,), {"max_query_params": property(max_query_params)})
 
 
 class SqliteStream(base.Stream):
@@ -96,6 +117,7 @@ class Backend(base.Backend):
 
     vendor = "sqlite"
     driver = sqlite3
+    max_query_params: int | None = None
 
     async def connect(self) -> SqliteConnection:
         """Open a connection exactly as Django opens one, then switch it to autocommit."""
@@ -109,7 +131,15 @@ class Backend(base.Backend):
             # async-safety guard lets its connection set-up through.
             connection: sqlite3.Connection = wrapper.get_new_connection(params)
             connection.isolation_level = None
+            self.max_query_params = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             return connection
 
         raw = await aiosqlite.Connection(connector, 64)
         return SqliteConnection(raw, begin_sql)
+
+    def install_facts(self, wrapper: BaseDatabaseWrapper) -> None:
+        """Django 6 reads ``features.max_query_params`` from the live sync connection."""
+        features = wrapper.features
+        if "_asyncdb_max_query_params" not in features.__dict__:
+            features.__class__ = _features_with_limits(type(features))
+            features._asyncdb_max_query_params = self.max_query_params
