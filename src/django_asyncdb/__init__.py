@@ -27,7 +27,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .connections import close_pools
-    from .cursor import cursor
+    from .cursors import cursor
     from .errors import (
         NotSupportedYet,
         PoolClosed,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "close_pools": "connections",
-    "cursor": "cursor",
+    "cursor": "cursors",
     "NotSupportedYet": "errors",
     "PoolClosed": "errors",
     "PoolTimeout": "errors",

@@ -1,0 +1,23 @@
+"""Helpers shared by the write-side tests: raw SQL through the package's cursor API."""
+
+import django_asyncdb
+from testapp.models import Counter
+
+TABLE = Counter._meta.db_table
+
+
+async def insert(alias, name, value=0):
+    """Insert a Counter row with raw SQL through the native cursor."""
+    async with django_asyncdb.cursor(alias) as cursor:
+        await cursor.execute(f"INSERT INTO {TABLE} (name, value) VALUES (%s, %s)", [name, value])
+
+
+async def names(alias):
+    """Counter names visible from the current context, sorted."""
+    return sorted(await Counter.objects.using(alias).values_list("name", flat=True))
+
+
+async def clear(alias):
+    """Empty the Counter table (autocommit)."""
+    async with django_asyncdb.cursor(alias) as cursor:
+        await cursor.execute(f"DELETE FROM {TABLE}")
