@@ -244,11 +244,11 @@ def test_manual_savepoints(alias):
             sid = await transaction.asavepoint(using=a)
             await insert(a, "undone")
             await transaction.asavepoint_rollback(sid, using=a)
-            sid2 = await django_asyncdb.asavepoint(using=a)
+            sid2 = await django_asyncdb.asavepoint_create(using=a)
             await insert(a, "released")
             await django_asyncdb.asavepoint_commit(sid2, using=a)
             with pytest.raises(django_asyncdb.SyncCallInAsyncContext, match="asavepoint"):
-                transaction.savepoint(using=a)
+                getattr(transaction, "savepoint_create", transaction.savepoint)(using=a)
         return await names(a)
 
     assert run(alias, scenario) == ["kept", "released"]

@@ -20,6 +20,7 @@ __all__ = [
     "aget_related",
     "asavepoint",
     "asavepoint_commit",
+    "asavepoint_create",
     "asavepoint_rollback",
     "close_pools",
     "cursor",
@@ -36,7 +37,12 @@ if TYPE_CHECKING:
         SyncCallInAsyncContext,
     )
     from .related import aget_related
-    from .transaction import asavepoint, asavepoint_commit, asavepoint_rollback
+    from .transaction import (
+        asavepoint,
+        asavepoint_commit,
+        asavepoint_create,
+        asavepoint_rollback,
+    )
 
 _LAZY = {
     "close_pools": "connections",
@@ -49,6 +55,7 @@ _LAZY = {
     "aget_related": "related",
     "asavepoint": "transaction",
     "asavepoint_commit": "transaction",
+    "asavepoint_create": "transaction",
     "asavepoint_rollback": "transaction",
 }
 

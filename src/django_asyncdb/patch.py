@@ -62,6 +62,14 @@ NEW_ATTRIBUTES = {
     (Atomic, "__aexit__"),
 }
 
+# Async twins added to django.db.transaction (savepoint functions do I/O).
+ASYNC_TRANSACTION_FUNCTIONS = (
+    "asavepoint",
+    "asavepoint_commit",
+    "asavepoint_create",
+    "asavepoint_rollback",
+)
+
 _installed = False
 
 
@@ -74,7 +82,6 @@ def install() -> None:
         if (owner, name) not in NEW_ATTRIBUTES and not hasattr(owner, name):
             raise RuntimeError(f"django_asyncdb: {owner.__qualname__}.{name} is missing")
         setattr(owner, name, replacement)
-    django_transaction.asavepoint = transaction.asavepoint  # type: ignore[attr-defined]
-    django_transaction.asavepoint_commit = transaction.asavepoint_commit  # type: ignore[attr-defined]
-    django_transaction.asavepoint_rollback = transaction.asavepoint_rollback  # type: ignore[attr-defined]
+    for name in ASYNC_TRANSACTION_FUNCTIONS:
+        setattr(django_transaction, name, getattr(transaction, name))
     _installed = True

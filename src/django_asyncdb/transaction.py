@@ -24,7 +24,13 @@ from .connections import Level
 from .errors import SyncCallInAsyncContext, translate
 from .pool import Pool
 
-__all__ = ["Transaction", "asavepoint", "asavepoint_commit", "asavepoint_rollback"]
+__all__ = [
+    "Transaction",
+    "asavepoint",
+    "asavepoint_commit",
+    "asavepoint_create",
+    "asavepoint_rollback",
+]
 
 logger = logging.getLogger("django.db.backends.base")
 
@@ -287,6 +293,10 @@ async def asavepoint(using: str | None = None) -> str | None:
     async with level.lock:
         level.transaction.check_usable(level)
         return await level.transaction.savepoint()
+
+
+# Django 6.1 renamed savepoint() to savepoint_create(); both names have an async twin.
+asavepoint_create = asavepoint
 
 
 async def asavepoint_commit(sid: str | None, using: str | None = None) -> None:
