@@ -188,6 +188,8 @@ class Pool:
     @staticmethod
     async def _close_quietly(connection: Connection) -> None:
         try:
+            if connection.broken:
+                await connection.abort()
             await connection.close()
         except Exception:  # a dead connection may fail to close; nothing to do
             logger.debug("error closing a discarded connection", exc_info=True)

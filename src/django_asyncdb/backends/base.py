@@ -82,6 +82,9 @@ class Connection:
         """Roll back the transaction."""
         await self.run("ROLLBACK", None)
 
+    async def abort(self) -> None:
+        """Stop a statement still running after its task was cancelled (before closing)."""
+
     def reusable(self) -> bool:
         """True if the connection is open, idle and outside any transaction."""
         raise NotImplementedError

@@ -91,6 +91,12 @@ class PgConnection(base.Connection):
         """Start a transaction, at the isolation level from OPTIONS if one is set."""
         await self.cursor.execute(self.begin_sql)
 
+    async def abort(self) -> None:
+        """Ask the server to cancel a statement still running, so it stops working for us."""
+        raw = self.raw
+        if not raw.closed and raw.info.transaction_status == TransactionStatus.ACTIVE:
+            await raw.cancel_safe(timeout=5.0)
+
     def reusable(self) -> bool:
         """Open, not broken, and idle outside any transaction."""
         raw = self.raw

@@ -102,6 +102,11 @@ class SqliteConnection(base.Connection):
         """BEGIN, with OPTIONS['transaction_mode'] as Django uses it."""
         await self.raw.execute(self.begin_sql)
 
+    async def abort(self) -> None:
+        """sqlite3's interrupt() is safe from any thread: the statement stops at once."""
+        if not self.closed:
+            await self.raw.interrupt()
+
     def reusable(self) -> bool:
         """Open, not broken, and outside any transaction."""
         return not self.broken and not self.closed and not self.raw.in_transaction
