@@ -52,6 +52,12 @@ def pytest_configure(config):
         os.remove(SQLITE_PATH)
     databases = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH},
+        # The same database, opted out: Django's own (thread-hopping) async path.
+        "optout": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "ASYNC": {"ENABLED": False},
+        },
     }
     if "postgresql" in ALIASES:
         databases["postgresql"] = PG

@@ -50,7 +50,7 @@ def _patches() -> list[tuple[type, str, Callable[..., Any]]]:
         (ForwardManyToOneDescriptor, "get_object", related.forward_get_object),
         (ReverseOneToOneDescriptor, "__get__", related.reverse_one_to_one_get),
     ]
-    patches += [(QuerySet, f"a{name}", query.replayed(name)) for name in query.REPLAYED]
+    patches += [(QuerySet, name, method) for name, method in query.REPLAYED.items()]
     return patches
 
 

@@ -301,19 +301,23 @@ def replayed(name: str) -> Callable[..., Any]:
     return method
 
 
-REPLAYED = (
-    "get",
-    "first",
-    "last",
-    "earliest",
-    "latest",
-    "count",
-    "exists",
-    "contains",
-    "aggregate",
-    "in_bulk",
-    "explain",
-)
+# Built once, at import (before install), so the originals recorded are Django's.
+REPLAYED = {
+    f"a{name}": replayed(name)
+    for name in (
+        "get",
+        "first",
+        "last",
+        "earliest",
+        "latest",
+        "count",
+        "exists",
+        "contains",
+        "aggregate",
+        "in_bulk",
+        "explain",
+    )
+}
 
 
 async def aiterator(self: QuerySet[Any], chunk_size: int = 2000) -> AsyncIterator[Any]:
