@@ -38,7 +38,7 @@ def _pg_reachable() -> str | None:
         ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{PG["NAME"]}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{PG["NAME"]}"')
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 

@@ -71,7 +71,7 @@ def test_opt_out_and_unsupported_vendor(monkeypatch):
 
     handler = ConnectionHandler(dbs)
     monkeypatch.setattr("django_asyncdb.conf.connections", handler)
-    with pytest.raises(ImproperlyConfigured, match="'oracle'.*no native backend"):
+    with pytest.raises(ImproperlyConfigured, match=r"'oracle'.*no native backend"):
         conf.load()
     del dbs["oracle"]
     handler = ConnectionHandler(dbs)

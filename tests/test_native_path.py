@@ -6,11 +6,11 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.db import transaction
 from django.db.models import Count, Sum
-from testapp.models import Author, Book, Place
 
 import django_asyncdb
 from conftest import arun
 from helpers import clear, insert
+from testapp.models import Author, Book, Place
 
 
 @pytest.fixture

@@ -35,7 +35,9 @@ async def fetch(alias, sql, params=None):
 
 def test_gather_fans_out_over_several_connections():
     async def main():
-        rows = await asyncio.gather(*(fetch("postgresql", SLEEP["postgresql"], [0.2]) for _ in range(5)))
+        rows = await asyncio.gather(
+            *(fetch("postgresql", SLEEP["postgresql"], [0.2]) for _ in range(5))
+        )
         return {row[0][0] for row in rows}, seam.pool("postgresql").size
 
     if "postgresql" not in connections:
@@ -91,7 +93,7 @@ def test_waiter_gets_the_released_connection(alias):
 
 
 def test_cancelled_query_never_returns_a_busy_connection(alias):
-    slow = SLEEP[alias] if alias in SLEEP else SLOW_SQLITE
+    slow = SLEEP.get(alias, SLOW_SQLITE)
     params = [5] if alias in SLEEP else None
 
     async def main():
@@ -110,7 +112,7 @@ def test_cancelled_query_never_returns_a_busy_connection(alias):
 
 
 def test_cancelled_task_inside_atomic_rolls_back(alias):
-    slow = SLEEP[alias] if alias in SLEEP else SLOW_SQLITE
+    slow = SLEEP.get(alias, SLOW_SQLITE)
     params = [5] if alias in SLEEP else None
 
     async def work(a):

@@ -1,10 +1,10 @@
 """raw() querysets iterate natively with the same results as Django's sync path."""
 
 import pytest
-from testapp.models import Author, Book
 
 from conftest import arun
 from snapshot import snapshot
+from testapp.models import Author, Book
 
 RAW = {
     "plain": (Author, "SELECT * FROM testapp_author ORDER BY id", None, None),

@@ -25,10 +25,10 @@ from django.db.models import (
     Window,
 )
 from django.db.models.functions import Coalesce, Concat, ExtractYear, Lower, RowNumber, TruncMonth
-from testapp.models import Author, Book, Place, Profile, Publisher, Restaurant, Tag
 
 from conftest import arun
 from snapshot import snapshot
+from testapp.models import Author, Book, Place, Profile, Publisher, Restaurant, Tag
 
 QUERYSETS = {
     "all": lambda a: Author.objects.using(a).order_by("id"),
@@ -45,30 +45,35 @@ QUERYSETS = {
         author__mentor__name="Author 02", publisher__country__in=["GB", "FR"]
     ),
     "m2m_lookup": lambda a: Book.objects.using(a).filter(tags__name="sf").order_by("id"),
-    "reverse_fk_lookup": lambda a: Author.objects.using(a)
-    .filter(books__pages__gt=400)
-    .distinct()
-    .order_by("id"),
-    "annotate_count": lambda a: Author.objects.using(a)
-    .annotate(n=Count("books"), total=Sum("books__pages"))
-    .order_by("-n", "id"),
-    "annotate_filter_having": lambda a: Publisher.objects.using(a)
-    .annotate(n=Count("book"))
-    .filter(n__gt=5),
+    "reverse_fk_lookup": lambda a: (
+        Author.objects.using(a).filter(books__pages__gt=400).distinct().order_by("id")
+    ),
+    "annotate_count": lambda a: (
+        Author.objects.using(a)
+        .annotate(n=Count("books"), total=Sum("books__pages"))
+        .order_by("-n", "id")
+    ),
+    "annotate_filter_having": lambda a: (
+        Publisher.objects.using(a).annotate(n=Count("book")).filter(n__gt=5)
+    ),
     "alias": lambda a: Author.objects.using(a).alias(n=Count("books")).filter(n__gte=3),
-    "expressions": lambda a: Author.objects.using(a)
-    .annotate(
-        label=Concat(Lower("name"), Value("-"), "age", output_field=CharField()),
-        bucket=Case(When(age__lt=35, then=Value("young")), default=Value("old")),
-        double=ExpressionWrapper(F("rating") * 2, output_field=DecimalField()),
-        year=ExtractYear("born"),
-    )
-    .order_by("id"),
+    "expressions": lambda a: (
+        Author.objects.using(a)
+        .annotate(
+            label=Concat(Lower("name"), Value("-"), "age", output_field=CharField()),
+            bucket=Case(When(age__lt=35, then=Value("young")), default=Value("old")),
+            double=ExpressionWrapper(F("rating") * 2, output_field=DecimalField()),
+            year=ExtractYear("born"),
+        )
+        .order_by("id")
+    ),
     "values": lambda a: Book.objects.using(a).values("title", "author__name", "price"),
-    "values_expr": lambda a: Book.objects.using(a)
-    .values("author_id")
-    .annotate(n=Count("id"), avg=Avg("pages"))
-    .order_by("author_id"),
+    "values_expr": lambda a: (
+        Book.objects.using(a)
+        .values("author_id")
+        .annotate(n=Count("id"), avg=Avg("pages"))
+        .order_by("author_id")
+    ),
     "values_list": lambda a: Book.objects.using(a).values_list("id", "title", "published"),
     "values_list_flat": lambda a: Author.objects.using(a).values_list("email", flat=True),
     "values_list_named": lambda a: Author.objects.using(a).values_list("id", "uid", named=True),
@@ -78,54 +83,68 @@ QUERYSETS = {
     "distinct_values": lambda a: Book.objects.using(a).values("author_id").distinct(),
     "slice": lambda a: Book.objects.using(a).order_by("id")[5:12],
     "slice_step_zero_offset": lambda a: Author.objects.using(a).order_by("-age", "id")[:3],
-    "subquery": lambda a: Author.objects.using(a)
-    .annotate(
-        latest=Subquery(
-            Book.objects.filter(author=OuterRef("pk")).order_by("-published").values("title")[:1]
+    "subquery": lambda a: (
+        Author.objects.using(a)
+        .annotate(
+            latest=Subquery(
+                Book.objects.filter(author=OuterRef("pk"))
+                .order_by("-published")
+                .values("title")[:1]
+            )
         )
-    )
-    .order_by("id"),
-    "exists": lambda a: Author.objects.using(a)
-    .filter(Exists(Book.objects.filter(author=OuterRef("pk"), pages__gt=500)))
-    .order_by("id"),
+        .order_by("id")
+    ),
+    "exists": lambda a: (
+        Author.objects.using(a)
+        .filter(Exists(Book.objects.filter(author=OuterRef("pk"), pages__gt=500)))
+        .order_by("id")
+    ),
     "in_subquery": lambda a: Book.objects.using(a).filter(
         author__in=Author.objects.filter(active=True).values("id")
     ),
-    "union": lambda a: Author.objects.using(a)
-    .filter(age__lt=30)
-    .union(Author.objects.filter(age__gt=55))
-    .order_by("id"),
-    "intersection": lambda a: Author.objects.using(a)
-    .filter(age__lt=50)
-    .intersection(Author.objects.filter(active=True))
-    .order_by("id"),
-    "difference": lambda a: Author.objects.using(a)
-    .difference(Author.objects.filter(active=True))
-    .order_by("id"),
-    "union_values": lambda a: Book.objects.using(a)
-    .order_by()
-    .values_list("title")
-    .union(Publisher.objects.order_by().values_list("name"))
-    .order_by("title"),
-    "union_with_ordered_parts": lambda a: Book.objects.using(a)
-    .values_list("title")
-    .union(Publisher.objects.values_list("name")),
-    "window": lambda a: Book.objects.using(a)
-    .annotate(rank=Window(RowNumber(), partition_by="author_id", order_by=F("pages").desc()))
-    .order_by("author_id", "rank"),
+    "union": lambda a: (
+        Author.objects.using(a)
+        .filter(age__lt=30)
+        .union(Author.objects.filter(age__gt=55))
+        .order_by("id")
+    ),
+    "intersection": lambda a: (
+        Author.objects.using(a)
+        .filter(age__lt=50)
+        .intersection(Author.objects.filter(active=True))
+        .order_by("id")
+    ),
+    "difference": lambda a: (
+        Author.objects.using(a).difference(Author.objects.filter(active=True)).order_by("id")
+    ),
+    "union_values": lambda a: (
+        Book.objects.using(a)
+        .order_by()
+        .values_list("title")
+        .union(Publisher.objects.order_by().values_list("name"))
+        .order_by("title")
+    ),
+    "union_with_ordered_parts": lambda a: (
+        Book.objects.using(a).values_list("title").union(Publisher.objects.values_list("name"))
+    ),
+    "window": lambda a: (
+        Book.objects.using(a)
+        .annotate(rank=Window(RowNumber(), partition_by="author_id", order_by=F("pages").desc()))
+        .order_by("author_id", "rank")
+    ),
     "select_related": lambda a: Book.objects.using(a).select_related("author", "publisher"),
     "select_related_nested": lambda a: Book.objects.using(a).select_related("author__mentor"),
-    "select_related_reverse_o2o": lambda a: Author.objects.using(a)
-    .select_related("profile")
-    .order_by("id"),
+    "select_related_reverse_o2o": lambda a: (
+        Author.objects.using(a).select_related("profile").order_by("id")
+    ),
     "select_related_forward_o2o": lambda a: Profile.objects.using(a).select_related("author"),
     "defer": lambda a: Author.objects.using(a).defer("data", "email").order_by("id"),
     "only": lambda a: Book.objects.using(a).only("title", "author__name").select_related("author"),
     "mti_child": lambda a: Restaurant.objects.using(a).order_by("id"),
     "mti_parent": lambda a: Place.objects.using(a).order_by("id"),
-    "mti_parent_select_child": lambda a: Place.objects.using(a)
-    .select_related("restaurant")
-    .order_by("id"),
+    "mti_parent_select_child": lambda a: (
+        Place.objects.using(a).select_related("restaurant").order_by("id")
+    ),
     "json_key": lambda a: Author.objects.using(a).filter(data__level=1).order_by("id"),
     "json_nested": lambda a: Author.objects.using(a).filter(data__nested__k__gte=6),
     "json_has_key": lambda a: Book.objects.using(a).filter(extra__has_key="signed"),
@@ -142,19 +161,25 @@ QUERYSETS = {
     "datetime_lookups": lambda a: Author.objects.using(a).filter(
         joined__hour__gte=1, joined__date__lt=datetime.date(2021, 1, 1)
     ),
-    "coalesce_nulls": lambda a: Book.objects.using(a)
-    .annotate(p=Coalesce("publisher__name", Value("none")))
-    .values_list("id", "p"),
-    "aggregate_in_annotation": lambda a: Tag.objects.using(a)
-    .annotate(avg_price=Avg("books__price"), mx=Max("books__pages"), mn=Min("books__pages"))
-    .order_by("id"),
+    "coalesce_nulls": lambda a: (
+        Book.objects.using(a)
+        .annotate(p=Coalesce("publisher__name", Value("none")))
+        .values_list("id", "p")
+    ),
+    "aggregate_in_annotation": lambda a: (
+        Tag.objects.using(a)
+        .annotate(avg_price=Avg("books__price"), mx=Max("books__pages"), mn=Min("books__pages"))
+        .order_by("id")
+    ),
     "empty_in": lambda a: Author.objects.using(a).filter(id__in=[]),
     "none": lambda a: Author.objects.using(a).none(),
     "extra_select": lambda a: Author.objects.using(a).extra(select={"double_age": "age * 2"}),
     "reverse_order": lambda a: Book.objects.using(a).order_by("title").reverse(),
-    "int_cast": lambda a: Book.objects.using(a)
-    .annotate(half=ExpressionWrapper(F("pages") / 2, output_field=IntegerField()))
-    .values_list("half", flat=True),
+    "int_cast": lambda a: (
+        Book.objects.using(a)
+        .annotate(half=ExpressionWrapper(F("pages") / 2, output_field=IntegerField()))
+        .values_list("half", flat=True)
+    ),
 }
 
 

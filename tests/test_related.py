@@ -2,10 +2,10 @@
 
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
-from testapp.models import Author, Book, Place, Profile
 
 import django_asyncdb
 from conftest import arun
+from testapp.models import Author, Book, Place, Profile
 
 
 def test_forward_fk_not_loaded_raises(alias):
@@ -23,7 +23,10 @@ def test_forward_fk_not_loaded_raises(alias):
         assert book.author is author  # cached like Django does
         return author.name
 
-    assert arun(main) == Author.objects.using(alias).get(pk=Book.objects.using(alias).get(pk=1).author_id).name
+    assert (
+        arun(main)
+        == Author.objects.using(alias).get(pk=Book.objects.using(alias).get(pk=1).author_id).name
+    )
 
 
 def test_select_related_needs_no_query(alias):

@@ -89,12 +89,11 @@ def test_integrity_error_inside_savepoint_keeps_outer(alias):
                 await cursor.execute("SELECT id FROM testapp_counter")
                 (pk,) = await cursor.fetchone()
             with pytest.raises(IntegrityError):
-                async with transaction.atomic(using=a):
-                    async with django_asyncdb.cursor(a) as cursor:
-                        await cursor.execute(
-                            "INSERT INTO testapp_counter (id, name, value) VALUES (%s, 'dup', 0)",
-                            [pk],
-                        )
+                async with transaction.atomic(using=a), django_asyncdb.cursor(a) as cursor:
+                    await cursor.execute(
+                        "INSERT INTO testapp_counter (id, name, value) VALUES (%s, 'dup', 0)",
+                        [pk],
+                    )
             await insert(a, "b")
         return await names(a)
 
@@ -256,9 +255,11 @@ def test_manual_savepoints(alias):
 
 def test_sync_atomic_in_event_loop_is_refused(alias):
     async def scenario(a):
-        with pytest.raises(django_asyncdb.SyncCallInAsyncContext, match="async with"):
-            with transaction.atomic(using=a):
-                pass
+        with (
+            pytest.raises(django_asyncdb.SyncCallInAsyncContext, match="async with"),
+            transaction.atomic(using=a),
+        ):
+            pass
         return True
 
     assert run(alias, scenario)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -174,7 +174,9 @@ async def run(alias: str, sql: str, params: Params) -> Result:
     return await _on_connection(alias, lambda c: c.run(sql, params))
 
 
-async def stream(alias: str, sql: str, params: Params, chunk_size: int) -> AsyncIterator[list[Row]]:
+async def stream(
+    alias: str, sql: str, params: Params, chunk_size: int
+) -> AsyncGenerator[list[Row], None]:
     """Yield a query's rows in chunks of ``chunk_size``.
 
     On PostgreSQL the rows come from a server-side cursor (unless

@@ -201,7 +201,7 @@ def _materialize(
     def canned(*args: Any, **kwargs: Any) -> Iterator[list[Row]]:
         return iter([rows])
 
-    compiler.execute_sql = canned  # type: ignore[method-assign]
+    compiler.execute_sql = canned
     token = _prepared.set((queryset.query, compiler))
     try:
         return list(
@@ -260,11 +260,11 @@ _originals: dict[str, Any] = {}
 def queryset_aiter(self: QuerySet[Any]) -> AsyncIterator[Any]:
     """``async for obj in qs``: one native query, then the result cache."""
     if not seam.is_native(self.db):
-        return _originals["__aiter__"](self)  # type: ignore[no-any-return]
+        return _originals["__aiter__"](self)
 
     async def generator() -> AsyncIterator[Any]:
         await afetch_all(self)
-        for item in self._result_cache:  # type: ignore[union-attr]
+        for item in self._result_cache:
             yield item
 
     return generator()
@@ -275,7 +275,7 @@ async def _evaluate(queryset: QuerySet[Any]) -> list[Any]:
         await afetch_all(queryset)
     else:
         await sync_to_async(queryset._fetch_all)()
-    return list(queryset._result_cache)  # type: ignore[arg-type]
+    return list(queryset._result_cache)
 
 
 def queryset_await(self: QuerySet[Any]) -> Generator[Any, None, list[Any]]:
@@ -380,13 +380,13 @@ async def afetch_raw(raw: RawQuerySet[Any]) -> None:
     if raw._result_cache is not None:
         return
     if raw._prefetch_related_lookups:
-        await _check_prefetch(raw)  # type: ignore[arg-type]
+        await _check_prefetch(raw)
     alias = raw.db
     await seam.prepare(alias)
     result = await seam.run(alias, raw.query.sql, _raw_params(raw.query, alias))
     query = raw.query.chain(alias)
     query.cursor = _FetchedCursor(result.description, result.rows)
-    query._execute_query = lambda: None  # type: ignore[method-assign]
+    query._execute_query = lambda: None
     clone = raw._clone()
     clone.query = query
     raw._result_cache = list(clone.iterator())
@@ -395,11 +395,11 @@ async def afetch_raw(raw: RawQuerySet[Any]) -> None:
 def raw_aiter(self: RawQuerySet[Any]) -> AsyncIterator[Any]:
     """``async for obj in Model.objects.raw(...)``, natively."""
     if not seam.is_native(self.db):
-        return _originals["raw__aiter__"](self)  # type: ignore[no-any-return]
+        return _originals["raw__aiter__"](self)
 
     async def generator() -> AsyncIterator[Any]:
         await afetch_raw(self)
-        for item in self._result_cache:  # type: ignore[union-attr]
+        for item in self._result_cache:
             yield item
 
     return generator()
@@ -413,7 +413,7 @@ def raw_await(self: RawQuerySet[Any]) -> Generator[Any, None, list[Any]]:
             await afetch_raw(self)
         else:
             await sync_to_async(self._fetch_all)()
-        return list(self._result_cache)  # type: ignore[arg-type]
+        return list(self._result_cache)
 
     return evaluate().__await__()
 

@@ -264,7 +264,7 @@ def atomic_call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(func)
         async def inner(*args: Any, **kwargs: Any) -> Any:
-            async with self._recreate_cm():  # type: ignore[attr-defined]
+            async with self._recreate_cm():
                 return await func(*args, **kwargs)
 
         return inner

@@ -70,7 +70,7 @@ def get_rollback(self: BaseDatabaseWrapper) -> bool:
     """The needs-rollback flag of the innermost async atomic block, or Django's."""
     level = _level(self)
     if level is None:
-        return _original_get_rollback(self)  # type: ignore[no-any-return]
+        return _original_get_rollback(self)
     return level.transaction.needs_rollback
 
 

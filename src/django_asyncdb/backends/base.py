@@ -22,8 +22,8 @@ class Result:
 
     def __init__(
         self,
-        description: list[tuple[Any, ...]] | None,
-        rows: list[Row],
+        description: list[Any] | None,
+        rows: list[Any],
         rowcount: int,
         lastrowid: Any = None,
     ) -> None:

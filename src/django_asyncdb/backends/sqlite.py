@@ -20,7 +20,7 @@ from .base import Params, Result, Row
 @lru_cache(maxsize=2048)
 def _qmark(sql: str) -> str:
     """Django writes ``%s`` placeholders; sqlite3 wants ``?`` (Django's own conversion)."""
-    return SQLiteCursorWrapper.convert_query(None, sql)  # type: ignore[arg-type]
+    return SQLiteCursorWrapper.convert_query(None, sql)
 
 
 def _convert(sql: str, params: Params) -> str:
@@ -28,16 +28,21 @@ def _convert(sql: str, params: Params) -> str:
     if params is None:
         return sql
     if isinstance(params, dict):
-        return SQLiteCursorWrapper.convert_query(None, sql, param_names=list(params))  # type: ignore[arg-type]
+        return SQLiteCursorWrapper.convert_query(None, sql, param_names=list(params))
     return _qmark(sql)
 
 
-@lru_cache(maxsize=None)
+_features_classes: dict[type, type] = {}
+
+
 def _features_with_limits(cls: type) -> type:
     """A subclass of Django's SQLite features whose ``max_query_params`` (a property that
     reads the live sync connection in Django 6) answers from the async side in the loop."""
+    if cls in _features_classes:
+        return _features_classes[cls]
     prop = inspect.getattr_static(cls, "max_query_params", None)
     if not isinstance(prop, property) or prop.fget is None:
+        _features_classes[cls] = cls
         return cls
     read_sync = prop.fget
 
@@ -46,7 +51,9 @@ def _features_with_limits(cls: type) -> type:
             return self._asyncdb_max_query_params
         return read_sync(self)
 
-    return type(cls.__name__, (cls,), {"max_query_params": property(max_query_params)})
+    subclass = type(cls.__name__, (cls,), {"max_query_params": property(max_query_params)})
+    _features_classes[cls] = _features_classes[subclass] = subclass
+    return subclass
 
 
 class SqliteStream(base.Stream):
