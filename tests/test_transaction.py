@@ -334,3 +334,35 @@ def test_non_atomic_reads_do_not_wait_for_a_transaction(alias):
         return seen, await names(a)
 
     assert run(alias, scenario) == ([], ["x"])
+
+
+def test_thread_hopping_writes_cannot_escape_the_transaction(alias):
+    from testapp.models import Counter
+
+    async def scenario(a):
+        with pytest.raises(django_asyncdb.NotSupportedYet, match="outside the async transaction"):
+            async with transaction.atomic(using=a):
+                await insert(a, "inside")
+                await Counter.objects.using(a).acreate(name="escaped")
+        # Outside a block, Django's own thread-hopping write still works.
+        await Counter.objects.using(a).acreate(name="outside")
+        return await names(a)
+
+    assert run(alias, scenario) == ["outside"]
+
+
+def test_select_for_update(alias):
+    from testapp.models import Counter
+
+    async def scenario(a):
+        from django.db import connections
+
+        await insert(a, "locked", 1)
+        if connections[a].features.has_select_for_update:  # as in Django: PostgreSQL only
+            with pytest.raises(TransactionManagementError, match="outside of a transaction"):
+                await Counter.objects.using(a).select_for_update()
+        async with transaction.atomic(using=a):
+            rows = await Counter.objects.using(a).select_for_update().filter(name="locked")
+            return [row.value for row in rows]
+
+    assert run(alias, scenario) == [1]

@@ -46,6 +46,8 @@ def _patches() -> list[tuple[type, str, Callable[..., Any]]]:
         (BaseDatabaseWrapper, "savepoint", wrapper.savepoint),
         (BaseDatabaseWrapper, "savepoint_commit", wrapper.savepoint_commit),
         (BaseDatabaseWrapper, "savepoint_rollback", wrapper.savepoint_rollback),
+        (BaseDatabaseWrapper, "get_autocommit", wrapper.get_autocommit),
+        (BaseDatabaseWrapper, "ensure_connection", wrapper.ensure_connection),
         # No hidden I/O.
         (ForwardManyToOneDescriptor, "get_object", related.forward_get_object),
         (ReverseOneToOneDescriptor, "__get__", related.reverse_one_to_one_get),

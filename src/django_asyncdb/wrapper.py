@@ -16,7 +16,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import connections as seam
-from .errors import SyncCallInAsyncContext
+from .errors import NotSupportedYet, SyncCallInAsyncContext
 
 logger = logging.getLogger("django.db.backends.base")
 
@@ -26,6 +26,8 @@ _original_set_rollback = BaseDatabaseWrapper.set_rollback
 _original_savepoint = BaseDatabaseWrapper.savepoint
 _original_savepoint_commit = BaseDatabaseWrapper.savepoint_commit
 _original_savepoint_rollback = BaseDatabaseWrapper.savepoint_rollback
+_original_get_autocommit = BaseDatabaseWrapper.get_autocommit
+_original_ensure_connection = BaseDatabaseWrapper.ensure_connection
 
 # Async callbacks run outside any transaction are tasks; keep them referenced.
 _background: set[asyncio.Task[Any]] = set()
@@ -109,3 +111,31 @@ def savepoint_rollback(self: BaseDatabaseWrapper, sid: str) -> None:
     if _level(self) is not None:
         raise _refuse("savepoint_rollback")
     _original_savepoint_rollback(self, sid)
+
+
+def get_autocommit(self: BaseDatabaseWrapper) -> bool:
+    """In the event loop, answer for the native side: autocommit unless in an async atomic.
+
+    Django's compiler asks this (select_for_update outside a transaction is an error);
+    the sync connection must not be opened from the event loop to answer it.
+    """
+    if seam.in_event_loop() and seam.is_native(self.alias):
+        return _level(self) is None
+    return _original_get_autocommit(self)  # type: ignore[no-any-return]
+
+
+def ensure_connection(self: BaseDatabaseWrapper) -> None:
+    """Refuse the sync connection inside an async atomic block of the same database.
+
+    Django's own thread-hopping async methods (``acreate``, ``asave``, ...) run the sync
+    ORM in a worker thread that inherits the task's context; their statements would run
+    on another connection, outside the async transaction, and commit on their own.
+    """
+    if _level(self) is not None and not seam.in_event_loop():
+        raise NotSupportedYet(
+            f"This operation is not native yet: Django would run it in a thread on its sync "
+            f"connection, outside the async transaction on {self.alias!r}, and it would not "
+            "roll back with it. Run it outside the atomic block, or with raw SQL through "
+            "django_asyncdb.cursor() inside it."
+        )
+    _original_ensure_connection(self)

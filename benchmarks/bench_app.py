@@ -1,0 +1,37 @@
+"""The benchmark's model and Django settings, shared by the runner and the workers."""
+
+import os
+import sys
+import tempfile
+
+import django
+from django.conf import settings
+
+PG = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": "django_asyncdb_bench",
+    "USER": os.environ.get("PGUSER", "postgres"),
+    "PASSWORD": os.environ.get("PGPASSWORD", ""),
+    "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+    "PORT": os.environ.get("PGPORT", "5432"),
+}
+SQLITE = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": os.path.join(tempfile.gettempdir(), "django_asyncdb_bench.sqlite3"),
+}
+ROWS = 1000
+
+
+def configure(database: str, native: bool) -> None:
+    """Configure Django for one database, with or without django_asyncdb installed."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    db = dict(PG if database == "postgresql" else SQLITE)
+    db["ASYNC"] = {"MAX_SIZE": 10}
+    apps = ["django_asyncdb", "bench_models"] if native else ["bench_models"]
+    settings.configure(
+        DATABASES={"default": db},
+        INSTALLED_APPS=apps,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        USE_TZ=True,
+    )
+    django.setup()
