@@ -87,3 +87,42 @@ def test_opted_out_alias_keeps_djangos_behaviour(thread_hops, schema):
 
     assert arun(main) == (1, 12, 3, 2)
     assert len(thread_hops) >= 5
+
+
+def test_sync_side_never_connects_from_the_event_loop(alias):
+    """In a fresh thread, Django's wrapper is new: after native work it is still unopened."""
+    import threading
+
+    from django.db import connections
+
+    outcome = {}
+
+    def thread_main():
+        arun(exercise, alias)
+        outcome["sync connection"] = connections[alias].connection
+
+    thread = threading.Thread(target=thread_main)
+    thread.start()
+    thread.join()
+    assert outcome == {"sync connection": None}
+
+
+def test_aiterator_uses_a_server_side_cursor_on_postgresql(schema):
+    if "postgresql" not in schema:
+        pytest.skip("PostgreSQL not reachable")
+
+    async def cursors():
+        async with django_asyncdb.cursor("postgresql") as cursor:
+            await cursor.execute("SELECT name FROM pg_cursors")
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def main():
+        seen = []
+        async with transaction.atomic(using="postgresql"):
+            async for _ in Book.objects.using("postgresql").aiterator(chunk_size=5):
+                seen.append(await cursors())
+                break
+        return seen
+
+    (names,) = arun(main)
+    assert any(name.startswith("_adb_curs_") for name in names)
