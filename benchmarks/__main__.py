@@ -24,8 +24,12 @@ def prepare(database: str) -> None:
 
         db = bench_app.PG
         with psycopg.connect(
-            dbname="postgres", user=db["USER"], host=db["HOST"], port=db["PORT"],
-            password=db["PASSWORD"] or None, autocommit=True,
+            dbname="postgres",
+            user=db["USER"],
+            host=db["HOST"],
+            port=db["PORT"],
+            password=db["PASSWORD"] or None,
+            autocommit=True,
         ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
@@ -50,8 +54,18 @@ def prepare(database: str) -> None:
 
 def measure(system: str, database: str, concurrency: int, seconds: float) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", system, database, str(concurrency), str(seconds)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.worker",
+            system,
+            database,
+            str(concurrency),
+            str(seconds),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return float(json.loads(out.strip().splitlines()[-1])["ops"])
 
@@ -62,7 +76,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-c", f"import benchmarks.__main__ as m; m.prepare({args.database!r})"], check=True)
+    subprocess.run(
+        [sys.executable, "-c", f"import benchmarks.__main__ as m; m.prepare({args.database!r})"],
+        check=True,
+    )
     from benchmarks.worker import SYSTEMS
 
     results: dict[tuple[str, int], list[float]] = {}
@@ -73,24 +90,32 @@ def main() -> None:
                     continue
                 ops = measure(system, args.database, concurrency, args.seconds)
                 results.setdefault((system, concurrency), []).append(ops)
-                print(f"round {round_number + 1}: {system:15} x{concurrency:<3} {ops:9.0f} ops/s", file=sys.stderr)
+                print(
+                    f"round {round_number + 1}: {system:15} x{concurrency:<3} {ops:9.0f} ops/s",
+                    file=sys.stderr,
+                )
     median = {key: statistics.median(values) for key, values in results.items()}
     base = {c: median[("django-async", c)] for c in CONCURRENCY}
-    print(f"get by pk, {args.database}, ops/s (median of {args.rounds} rounds of {args.seconds:g} s)\n")
+    rounds = f"median of {args.rounds} rounds of {args.seconds:g} s"
+    print(f"get by pk, {args.database}, ops/s ({rounds})\n")
     print("| system | sequential | vs Django async | 50 concurrent tasks | vs Django async |")
     print("|---|---:|---:|---:|---:|")
     for system in SYSTEMS:
         cells = []
         for concurrency in CONCURRENCY:
             value = median.get((system, concurrency))
-            cells += ["n/a", ""] if value is None else [f"{value:,.0f}", f"{value / base[concurrency]:.2f}x"]
+            cells += (
+                ["n/a", ""]
+                if value is None
+                else [f"{value:,.0f}", f"{value / base[concurrency]:.2f}x"]
+            )
         print(f"| {system} | " + " | ".join(cells) + " |")
+    import os
+
     import django
 
-    print(
-        f"\n{datetime.date.today()}, Python {platform.python_version()}, Django {django.get_version()}, "
-        f"{platform.machine()}, {__import__('os').cpu_count()} cores"
-    )
+    versions = f"Python {platform.python_version()}, Django {django.get_version()}"
+    print(f"\n{datetime.date.today()}, {versions}, {platform.machine()}, {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,12 @@ def raw_driver(database: str, concurrency: int, seconds: float) -> float:
 
         async def connect():
             return await psycopg.AsyncConnection.connect(
-                dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"],
-                password=db["PASSWORD"] or None, autocommit=True,
+                dbname=db["NAME"],
+                user=db["USER"],
+                host=db["HOST"],
+                port=db["PORT"],
+                password=db["PASSWORD"] or None,
+                autocommit=True,
             )
 
         sql += "%s"

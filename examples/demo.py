@@ -77,7 +77,9 @@ async def main() -> None:
                 await cursor.execute("UPDATE shop_book SET stock = 0 WHERE id = %s", [book.pk])
             raise RuntimeError("payment failed")
     except RuntimeError as exc:
-        print(f"    rolled back ({exc}); stock is still", (await Book.objects.aget(pk=book.pk)).stock)
+        print(
+            f"    rolled back ({exc}); stock is still", (await Book.objects.aget(pk=book.pk)).stock
+        )
     async with transaction.atomic():
         async with django_asyncdb.cursor() as cursor:
             await cursor.execute("UPDATE shop_book SET stock = stock + 10 WHERE id = %s", [book.pk])

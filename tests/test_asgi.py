@@ -3,11 +3,11 @@
 import asyncio
 
 from django.core.asgi import get_asgi_application
-from testapp.models import Author
 
 from conftest import arun
 from django_asyncdb import connections as seam
 from django_asyncdb.asgi import with_lifespan
+from testapp.models import Author
 
 
 def test_lifespan_closes_pools(schema):
