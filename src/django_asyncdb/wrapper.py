@@ -121,7 +121,7 @@ def get_autocommit(self: BaseDatabaseWrapper) -> bool:
     """
     if seam.in_event_loop() and seam.is_native(self.alias):
         return _level(self) is None
-    return _original_get_autocommit(self)  # type: ignore[no-any-return]
+    return _original_get_autocommit(self)
 
 
 def ensure_connection(self: BaseDatabaseWrapper) -> None:
