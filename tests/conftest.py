@@ -108,6 +108,22 @@ def alias(request, schema):
     return request.param
 
 
+@pytest.fixture
+def thread_hops(monkeypatch):
+    """Count every asgiref SyncToAsync call (Django's built-in async ORM hops through it)."""
+    from asgiref.sync import SyncToAsync
+
+    calls = []
+    original = SyncToAsync.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(getattr(self.func, "__qualname__", None) or type(self.func).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counting)
+    return calls
+
+
 def arun(coro_fn, *args, **kwargs):
     """Run a coroutine function on a fresh event loop and close the pools after it."""
     from django_asyncdb import close_pools

@@ -3,7 +3,6 @@
 import asyncio
 
 import pytest
-from asgiref.sync import SyncToAsync
 from django.db import transaction
 from django.db.models import Count, Sum
 
@@ -11,20 +10,6 @@ import django_asyncdb
 from conftest import arun
 from helpers import clear, insert
 from testapp.models import Author, Book, Place
-
-
-@pytest.fixture
-def thread_hops(monkeypatch):
-    """Count every asgiref SyncToAsync call (Django's async ORM hops through it)."""
-    calls = []
-    original = SyncToAsync.__call__
-
-    def counting(self, *args, **kwargs):
-        calls.append(getattr(self.func, "__qualname__", None) or type(self.func).__name__)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SyncToAsync, "__call__", counting)
-    return calls
 
 
 async def exercise(alias):
@@ -126,3 +111,39 @@ def test_aiterator_uses_a_server_side_cursor_on_postgresql(schema):
 
     (names,) = arun(main)
     assert any(name.startswith("_adb_curs_") for name in names)
+
+
+def test_aiterator_without_server_side_cursors(alias, monkeypatch):
+    from django.db import connections
+
+    monkeypatch.setitem(connections[alias].settings_dict, "DISABLE_SERVER_SIDE_CURSORS", True)
+
+    async def main():
+        books = Book.objects.using(alias).order_by("id")
+        return [b.pk async for b in books.aiterator(chunk_size=7)]
+
+    assert arun(main) == list(range(1, 41))
+
+
+def test_cancelled_stream_returns_no_busy_connection(alias):
+    from django_asyncdb import connections as seam
+
+    async def main():
+        started = asyncio.Event()
+
+        async def consume():
+            async for _ in Book.objects.using(alias).aiterator(chunk_size=2):
+                started.set()
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        pool = seam.pool(alias)
+        assert all(connection.reusable() for connection in pool._idle)
+        return await Book.objects.using(alias).acount()
+
+    assert arun(main) == 40

@@ -26,7 +26,7 @@ RAW = {
 
 
 @pytest.mark.parametrize("case", sorted(RAW))
-def test_raw_matches_sync(alias, case):
+def test_raw_matches_sync(alias, case, thread_hops):
     model, sql, params, translations = RAW[case]
 
     def build():
@@ -47,3 +47,4 @@ def test_raw_matches_sync(alias, case):
             return ("error", type(exc).__name__, str(exc))
 
     assert arun(main) == expected
+    assert thread_hops == []

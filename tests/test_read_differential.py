@@ -212,7 +212,7 @@ def _sync(name, alias):
 
 
 @pytest.mark.parametrize("name", sorted(QUERYSETS))
-def test_await_matches_sync(alias, name):
+def test_await_matches_sync(alias, name, thread_hops):
     expected = _sync(name, alias)
 
     async def native():
@@ -222,10 +222,11 @@ def test_await_matches_sync(alias, name):
         return await aoutcome(evaluate)
 
     assert arun(native) == expected
+    assert thread_hops == []
 
 
 @pytest.mark.parametrize("name", sorted(QUERYSETS))
-def test_async_for_and_aiterator_match_sync(alias, name):
+def test_async_for_and_aiterator_match_sync(alias, name, thread_hops):
     expected = _sync(name, alias)
 
     async def by_for():
@@ -242,3 +243,4 @@ def test_async_for_and_aiterator_match_sync(alias, name):
     for_result, iterator_result = arun(native)
     assert for_result == expected
     assert iterator_result == expected
+    assert thread_hops == []

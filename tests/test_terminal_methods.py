@@ -141,7 +141,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_native_terminal_matches_sync(alias, case):
+def test_native_terminal_matches_sync(alias, case, thread_hops):
     method, build_qs, build_args, kwargs = CASES[case]
     args = build_args(alias)
     expected = outcome(lambda: getattr(build_qs(alias), method)(*args, **kwargs))
@@ -150,6 +150,7 @@ def test_native_terminal_matches_sync(alias, case):
         return await getattr(build_qs(alias), "a" + method)(*args, **kwargs)
 
     assert arun(aoutcome, native) == expected
+    assert thread_hops == []
 
 
 def test_explain_runs_natively(alias):
