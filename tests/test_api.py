@@ -15,8 +15,9 @@ def test_all_is_sorted_and_complete():
 
 
 def test_every_patch_point_is_installed():
-    for owner, name, replacement in patch._patches():
-        assert owner.__dict__.get(name) is replacement, f"{owner.__qualname__}.{name}"
+    assert patch._installed
+    for owner, name, replacement in patch._installed:
+        assert vars(owner).get(name) is replacement, name
     for name in patch.ASYNC_TRANSACTION_FUNCTIONS:
         assert getattr(transaction, name) is getattr(django_asyncdb, name)
 
@@ -24,8 +25,8 @@ def test_every_patch_point_is_installed():
 def test_patch_points_exist_in_this_django():
     """Fails loudly if a Django upgrade moves an entry point we rebind."""
     missing = [
-        f"{owner.__qualname__}.{name}"
-        for owner, name, _ in patch._patches()
+        f"{getattr(owner, '__qualname__', owner.__name__)}.{name}"
+        for owner, name, _ in patch._installed
         if (owner, name) not in patch.NEW_ATTRIBUTES and not hasattr(owner, name)
     ]
     assert missing == [], f"Django {django.get_version()} moved: {missing}"

@@ -336,16 +336,34 @@ def test_non_atomic_reads_do_not_wait_for_a_transaction(alias):
     assert run(alias, scenario) == ([], ["x"])
 
 
-def test_thread_hopping_writes_cannot_escape_the_transaction(alias):
+def test_native_writes_join_the_transaction(alias):
     from testapp.models import Counter
 
     async def scenario(a):
+        with pytest.raises(LookupError):
+            async with transaction.atomic(using=a):
+                await Counter.objects.using(a).acreate(name="rolled back")
+                assert await outside(names(a)) == []
+                raise LookupError
+        async with transaction.atomic(using=a):
+            await Counter.objects.using(a).acreate(name="kept")
+        return await names(a)
+
+    assert run(alias, scenario) == ["kept"]
+
+
+def test_thread_hopped_sync_orm_cannot_escape_the_transaction(alias):
+    from asgiref.sync import sync_to_async
+
+    from testapp.models import Counter
+
+    async def scenario(a):
+        create = sync_to_async(Counter.objects.using(a).create)
         with pytest.raises(django_asyncdb.NotSupportedYet, match="outside the async transaction"):
             async with transaction.atomic(using=a):
                 await insert(a, "inside")
-                await Counter.objects.using(a).acreate(name="escaped")
-        # Outside a block, Django's own thread-hopping write still works.
-        await Counter.objects.using(a).acreate(name="outside")
+                await create(name="escaped")
+        await create(name="outside")  # outside a block, the sync ORM in a thread still works
         return await names(a)
 
     assert run(alias, scenario) == ["outside"]

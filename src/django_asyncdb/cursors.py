@@ -6,6 +6,7 @@ transaction; outside it borrows a pooled connection for that one statement.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.db import ProgrammingError
 from . import connections as seam
 from .backends.base import Params, Result, Row
 
-__all__ = ["AsyncCursor", "cursor"]
+__all__ = ["AsyncCursor", "BridgeCursor", "cursor"]
 
 
 class AsyncCursor:
@@ -95,3 +96,85 @@ class AsyncCursor:
 def cursor(using: str | None = None) -> AsyncCursor:
     """An async cursor on the native alias ``using`` (default: ``"default"``)."""
     return AsyncCursor(seam.default_alias(using))
+
+
+class BridgeCursor:
+    """The DB-API cursor Django's sync code gets inside the bridge.
+
+    Django wraps it in its own CursorWrapper (error mapping, query logging), and its
+    compilers and backend operations read it as they read a driver cursor; each
+    ``execute`` runs through the seam natively.
+    """
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self._result: Result | None = None
+        self._position = 0
+
+    def execute(self, sql: str, params: Params = None) -> BridgeCursor:
+        """Run one statement natively and keep its result."""
+        from .bridge import await_
+
+        self._result = await_(seam.run(self.alias, sql, params))
+        self._position = 0
+        return self
+
+    def executemany(self, sql: str, param_list: Iterable[Params]) -> BridgeCursor:
+        """Run a statement once per parameter set; rowcount is the total."""
+        total = 0
+        for params in param_list:
+            self.execute(sql, params)
+            total += max(self.rowcount, 0)
+        if self._result is not None:
+            self._result.rowcount = total
+        return self
+
+    @property
+    def description(self) -> list[Any] | None:
+        """Column descriptions of the last statement."""
+        return self._result.description if self._result else None
+
+    @property
+    def rowcount(self) -> int:
+        """Rows produced or affected by the last statement."""
+        return self._result.rowcount if self._result else -1
+
+    @property
+    def lastrowid(self) -> Any:
+        """The last inserted row id where the driver reports one."""
+        return self._result.lastrowid if self._result else None
+
+    @property
+    def _query(self) -> Any:
+        """What Django's PostgreSQL backend reads to log the last query."""
+        return self._result.query if self._result else None
+
+    def fetchone(self) -> Row | None:
+        """The next row, or None."""
+        rows = self._result.rows if self._result else []
+        if self._position >= len(rows):
+            return None
+        self._position += 1
+        return rows[self._position - 1]
+
+    def fetchmany(self, size: int = 1) -> list[Row]:
+        """Up to ``size`` next rows."""
+        rows = self._result.rows if self._result else []
+        chunk = rows[self._position : self._position + size]
+        self._position += len(chunk)
+        return chunk
+
+    def fetchall(self) -> list[Row]:
+        """All remaining rows."""
+        rows = self._result.rows if self._result else []
+        chunk = rows[self._position :]
+        self._position = len(rows)
+        return chunk
+
+    def __iter__(self) -> Iterator[Row]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def close(self) -> None:
+        """Forget the last result."""
+        self._result = None

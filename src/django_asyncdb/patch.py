@@ -1,8 +1,8 @@
 """Every Django entry point django_asyncdb rebinds, in one place.
 
-``install()`` runs from ``AppConfig.ready()``. ``PATCHES`` is checked by a test, so a
-Django upgrade that moves one of these fails loudly instead of silently falling back
-to threads.
+``install()`` runs from ``AppConfig.ready()``. A test checks ``_patches()`` against the
+installed Django, so an upgrade that moves one of these fails loudly instead of
+silently falling back to threads.
 """
 
 from __future__ import annotations
@@ -10,58 +10,79 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db import models as django_models
 from django.db import transaction as django_transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+from django.db.models import query as django_query
+from django.db.models.fields import related_descriptors
 from django.db.models.fields.related_descriptors import (
     ForwardManyToOneDescriptor,
     ReverseOneToOneDescriptor,
 )
 from django.db.models.query import QuerySet, RawQuerySet
-from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
+from django.dispatch import Signal
 
-from . import query, related, transaction, wrapper
+from . import models, query, related, signals, transaction, wrapper
 
 
-def _patches() -> list[tuple[type, str, Callable[..., Any]]]:
-    patches: list[tuple[type, str, Callable[..., Any]]] = [
-        # Read path.
+def _patches() -> list[tuple[Any, str, Any]]:
+    patches: list[tuple[Any, str, Any]] = [
+        # Reads.
         (QuerySet, "__aiter__", query.queryset_aiter),
         (QuerySet, "__await__", query.queryset_await),
         (QuerySet, "aiterator", query.aiterator),
         (QuerySet, "_fetch_all", query.fetch_all),
         (RawQuerySet, "__aiter__", query.raw_aiter),
         (RawQuerySet, "__await__", query.raw_await),
-        (SQLCompiler, "execute_sql", query.execute_sql),
         (Query, "get_compiler", query.get_compiler),
-        # Transactions.
-        (Atomic, "__aenter__", transaction.atomic_aenter),
-        (Atomic, "__aexit__", transaction.atomic_aexit),
-        (Atomic, "__call__", transaction.atomic_call),
-        (Atomic, "__enter__", transaction.atomic_enter),
+        (django_query, "aprefetch_related_objects", query.aprefetch_related_objects),
+        (django_models, "aprefetch_related_objects", query.aprefetch_related_objects),
+        # Django's sync code inside the bridge: cursors, transactions, signals.
+        (BaseDatabaseWrapper, "cursor", wrapper.cursor),
+        (BaseDatabaseWrapper, "ensure_connection", wrapper.ensure_connection),
+        (BaseDatabaseWrapper, "get_autocommit", wrapper.get_autocommit),
         (BaseDatabaseWrapper, "on_commit", wrapper.on_commit),
         (BaseDatabaseWrapper, "get_rollback", wrapper.get_rollback),
         (BaseDatabaseWrapper, "set_rollback", wrapper.set_rollback),
         (BaseDatabaseWrapper, "savepoint", wrapper.savepoint),
         (BaseDatabaseWrapper, "savepoint_commit", wrapper.savepoint_commit),
         (BaseDatabaseWrapper, "savepoint_rollback", wrapper.savepoint_rollback),
-        (BaseDatabaseWrapper, "get_autocommit", wrapper.get_autocommit),
-        (BaseDatabaseWrapper, "ensure_connection", wrapper.ensure_connection),
+        (Atomic, "__aenter__", transaction.atomic_aenter),
+        (Atomic, "__aexit__", transaction.atomic_aexit),
+        (Atomic, "__call__", transaction.atomic_call),
+        (Atomic, "__enter__", transaction.atomic_enter),
+        (Atomic, "__exit__", transaction.atomic_exit),
+        (Signal, "send", signals.send),
         # No hidden I/O.
         (ForwardManyToOneDescriptor, "get_object", related.forward_get_object),
         (ReverseOneToOneDescriptor, "__get__", related.reverse_one_to_one_get),
     ]
-    patches += [(QuerySet, name, method) for name, method in query.REPLAYED.items()]
+    patches += [
+        (BaseDatabaseWrapper, name, wrapper._routed(name)) for name in wrapper.ROUTED_ATTRIBUTES
+    ]
+    for wrapper_class in _backend_wrappers():
+        if "chunked_cursor" in vars(wrapper_class):
+            original = vars(wrapper_class)["chunked_cursor"]
+            patches.append((wrapper_class, "chunked_cursor", wrapper.chunked_cursor_of(original)))
+    patches += [(QuerySet, name, method) for name, method in query.METHODS.items()]
+    patches += [(Model, name, method) for name, method in models.METHODS.items()]
+    for factory in ("create_reverse_many_to_one_manager", "create_forward_many_to_many_manager"):
+        original = getattr(related_descriptors, factory)
+        patches.append((related_descriptors, factory, related.native_manager_factory(original)))
     return patches
 
 
-# Attributes that exist only after install (new API, not replacements).
+# Attributes that exist only after install (new API, or instance attributes made
+# properties), not replacements of existing class attributes.
 NEW_ATTRIBUTES = {
     (QuerySet, "__await__"),
     (RawQuerySet, "__await__"),
     (Atomic, "__aenter__"),
     (Atomic, "__aexit__"),
+    *((BaseDatabaseWrapper, name) for name in wrapper.ROUTED_ATTRIBUTES),
 }
 
 # Async twins added to django.db.transaction (savepoint functions do I/O).
@@ -72,18 +93,46 @@ ASYNC_TRANSACTION_FUNCTIONS = (
     "asavepoint_rollback",
 )
 
-_installed = False
+_installed: list[tuple[Any, str, Any]] = []
 
 
 def install() -> None:
     """Rebind the entry points (idempotent)."""
-    global _installed
     if _installed:
         return
-    for owner, name, replacement in _patches():
+    patches = _patches()
+    _patch_generic_relations(patches)
+    for owner, name, replacement in patches:
         if (owner, name) not in NEW_ATTRIBUTES and not hasattr(owner, name):
             raise RuntimeError(f"django_asyncdb: {owner.__qualname__}.{name} is missing")
         setattr(owner, name, replacement)
     for name in ASYNC_TRANSACTION_FUNCTIONS:
         setattr(django_transaction, name, getattr(transaction, name))
-    _installed = True
+    _installed.extend(patches)
+
+
+def _backend_wrappers() -> list[type]:
+    """Django's wrapper classes of the native vendors (whose drivers are installed)."""
+    from importlib import import_module
+
+    classes: list[type] = [BaseDatabaseWrapper]
+    for module in ("django.db.backends.sqlite3.base", "django.db.backends.postgresql.base"):
+        try:
+            classes.append(import_module(module).DatabaseWrapper)
+        except ImportError:  # psycopg not installed: no PostgreSQL alias can be native
+            continue
+    return classes
+
+
+def _patch_generic_relations(patches: list[tuple[Any, str, Any]]) -> None:
+    """GenericRelation managers, when django.contrib.contenttypes is installed."""
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.contenttypes"):
+        return
+    from django.contrib.contenttypes import fields
+
+    factory: Callable[..., type] = fields.create_generic_related_manager
+    patches.append(
+        (fields, "create_generic_related_manager", related.native_manager_factory(factory))
+    )

@@ -1,16 +1,13 @@
-"""The native read path: Django plans and converts, the seam does the I/O.
+"""The native read path, and the QuerySet entry points that run Django's own methods.
 
-Two mechanisms reuse Django's code without copying it:
-
-* **Injection.** To turn rows into objects, the queryset's own iterable class
-  (ModelIterable, ValuesIterable, ... with select_related populators and
-  converters) runs over rows fetched asynchronously: its ``get_compiler`` call
-  receives the compiler we already compiled, whose ``execute_sql`` returns the rows.
-* **Replay.** Terminal methods (``get``, ``first``, ``count``, ``in_bulk``, ...)
-  run Django's sync method. When it reaches I/O (a queryset evaluation or a
-  compiler's ``execute_sql``), it stops with :class:`_NeedIO`; the I/O runs
-  natively and the method runs again, now served from the results so far. Django's
-  planning before I/O is free of side effects, so a replay repeats it exactly.
+* **Evaluation.** A queryset is compiled by Django's compiler, its rows fetched
+  natively, and then its own iterable class (ModelIterable, ValuesIterable, ... with
+  select_related populators and converters) turns them into objects: its
+  ``get_compiler`` call receives the compiler we already ran, whose ``execute_sql``
+  returns the rows.
+* **Methods.** ``aget``, ``acount``, ``acreate``, ``aget_or_create``, ``adelete``, ...
+  run Django's sync twin in the :mod:`~django_asyncdb.bridge`, where every queryset
+  evaluation and cursor statement is done natively.
 """
 
 from __future__ import annotations
@@ -23,46 +20,20 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
-from django.db.models.query import QuerySet, RawQuerySet
+from django.db import connections, router
+from django.db.models.query import QuerySet, RawQuerySet, prefetch_related_objects
 from django.db.models.sql.compiler import SQLCompiler
-from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.query import Query
 
+from . import bridge
 from . import connections as seam
 from .backends.base import Row
-from .errors import NotSupportedYet, SyncCallInAsyncContext
+from .errors import SyncCallInAsyncContext
 
-__all__ = ["afetch_all", "replay"]
-
-
-class _NeedIO(BaseException):
-    """Raised inside Django's sync code at the point where it would do I/O."""
-
-    def __init__(self, target: Any, result_type: str | None = None) -> None:
-        super().__init__()
-        self.target = target
-        self.result_type = result_type
+__all__ = ["afetch_all", "aprefetch_related_objects"]
 
 
-class _Replay:
-    """The I/O results gathered so far, served in order to a re-run."""
-
-    __slots__ = ("position", "results")
-
-    def __init__(self, results: list[Any]) -> None:
-        self.results = results
-        self.position = 0
-
-    def next(self, target: Any, result_type: str | None = None) -> Any:
-        if self.position < len(self.results):
-            result = self.results[self.position]
-            self.position += 1
-            return list(result) if result_type is None else _shape(result, result_type)
-        raise _NeedIO(target, result_type)
-
-
-_replaying: ContextVar[_Replay | None] = ContextVar("django_asyncdb_replay", default=None)
 # (query, compiler): the compiler ``query.get_compiler()`` must return while
 # Django's iterable turns fetched rows into objects.
 _prepared: ContextVar[tuple[Query, SQLCompiler] | None] = ContextVar(
@@ -70,65 +41,13 @@ _prepared: ContextVar[tuple[Query, SQLCompiler] | None] = ContextVar(
 )
 
 
-def replaying() -> bool:
-    """True while Django's sync code runs under :func:`replay`."""
-    return _replaying.get() is not None
-
-
 def sync_io_forbidden() -> bool:
     """True where sync I/O would block the event loop (and Django would refuse it)."""
     return (
         seam.in_event_loop()
-        and _replaying.get() is None
+        and not bridge.in_bridge()
         and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     )
-
-
-async def replay(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run Django's sync ``func`` with its I/O done natively (see the module docstring)."""
-    results: list[Any] = []
-    while True:
-        state = _Replay(results)
-        token = _replaying.set(state)
-        try:
-            return func(*args, **kwargs)
-        except _NeedIO as need:
-            pending = need
-        finally:
-            _replaying.reset(token)
-        results.append(await _perform(pending))
-
-
-async def _perform(need: _NeedIO) -> Any:
-    if need.result_type is None:
-        queryset: QuerySet[Any] = need.target
-        await _check_prefetch(queryset)
-        return await _fetch_objects(queryset)
-    compiler: SQLCompiler = need.target
-    if need.result_type not in (MULTI, SINGLE):
-        raise NotSupportedYet(
-            f"django_asyncdb does not run {type(compiler).__name__} natively yet "
-            f"(result type {need.result_type!r}); the write path comes in a later release."
-        )
-    alias = compiler.using
-    await seam.prepare(alias)
-    try:
-        sql, params = compiler.as_sql()
-        if not sql:
-            raise EmptyResultSet
-    except EmptyResultSet:
-        return None
-    if need.result_type == SINGLE:
-        row = await seam.fetchone(alias, sql, params)
-        return None if row is None else row[: compiler.col_count]
-    return _trim(compiler, await seam.fetchall(alias, sql, params))
-
-
-def _shape(result: list[Row] | None, result_type: str) -> Any:
-    """Give a stored compiler result the shape ``execute_sql`` returns."""
-    if result_type == SINGLE:
-        return result
-    return iter([] if result is None else [result])
 
 
 def _trim(compiler: SQLCompiler, rows: list[Row]) -> list[Row]:
@@ -142,37 +61,21 @@ def _trim(compiler: SQLCompiler, rows: list[Row]) -> list[Row]:
 # Patch targets (installed by patch.py) ----------------------------------------------
 
 _original_fetch_all = QuerySet._fetch_all
-_original_execute_sql = SQLCompiler.execute_sql
 _original_get_compiler = Query.get_compiler
 
 
 def fetch_all(self: QuerySet[Any]) -> None:
-    """QuerySet._fetch_all: served by the replay, refused in the event loop, else Django's."""
-    state = _replaying.get()
-    if state is not None and self._result_cache is None:
-        self._result_cache = state.next(self)
-        self._prefetch_done = True
-        return
-    if self._result_cache is None and sync_io_forbidden() and seam.is_native(self.db):
-        raise SyncCallInAsyncContext(
-            f"A {self.model.__name__} queryset was evaluated synchronously in async code. "
-            "Use 'async for obj in qs', 'await qs', or the a-methods (aget, afirst, "
-            "acount, ...); for a relation, select_related() or prefetch_related()."
-        )
-    _original_fetch_all(self)
-
-
-def execute_sql(
-    self: SQLCompiler,
-    result_type: str = MULTI,
-    chunked_fetch: bool = False,
-    chunk_size: int = GET_ITERATOR_CHUNK_SIZE,
-) -> Any:
-    """SQLCompiler.execute_sql: served by the replay, else Django's."""
-    state = _replaying.get()
-    if state is not None:
-        return state.next(self, result_type)
-    return _original_execute_sql(self, result_type, chunked_fetch, chunk_size)
+    """QuerySet._fetch_all: native inside the bridge, refused in the event loop, else Django's."""
+    if self._result_cache is None:
+        if bridge.in_bridge() and seam.is_native(self.db):
+            self._result_cache = bridge.await_(_fetch_objects(self))
+        elif sync_io_forbidden() and seam.is_native(self.db):
+            raise SyncCallInAsyncContext(
+                f"A {self.model.__name__} queryset was evaluated synchronously in async code. "
+                "Use 'async for obj in qs', 'await qs', or the a-methods (aget, afirst, "
+                "acount, ...); for a relation, select_related() or prefetch_related()."
+            )
+    _original_fetch_all(self)  # with the cache filled, only prefetch_related work remains
 
 
 def get_compiler(
@@ -234,21 +137,12 @@ async def _fetch_objects(queryset: QuerySet[Any]) -> list[Any]:
     return _materialize(queryset, compiler, _trim(compiler, rows))
 
 
-async def _check_prefetch(queryset: QuerySet[Any]) -> None:
-    if queryset._prefetch_related_lookups and not queryset._prefetch_done:
-        raise NotSupportedYet(
-            "prefetch_related() does not run natively yet; for now use select_related() "
-            "or fetch the related rows with a second query (await Related.objects.filter(...))."
-        )
-
-
 async def afetch_all(queryset: QuerySet[Any]) -> None:
     """Fill the queryset's result cache natively (the async twin of ``_fetch_all``)."""
-    if queryset._result_cache is None:
-        await _check_prefetch(queryset)
+    if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+        await bridge.run(queryset._fetch_all)  # Django's prefetching, with native I/O
+    elif queryset._result_cache is None:
         queryset._result_cache = await _fetch_objects(queryset)
-    elif queryset._prefetch_related_lookups and not queryset._prefetch_done:
-        await _check_prefetch(queryset)
 
 
 # QuerySet entry points -------------------------------------------------------------
@@ -283,40 +177,53 @@ def queryset_await(self: QuerySet[Any]) -> Generator[Any, None, list[Any]]:
     return _evaluate(self).__await__()
 
 
-def replayed(name: str) -> Callable[..., Any]:
-    """The native ``a<name>`` of QuerySet: Django's sync ``<name>`` under :func:`replay`."""
+def _write_alias(queryset: QuerySet[Any]) -> str:
+    return queryset._db or router.db_for_write(queryset.model, **queryset._hints)
+
+
+def bridged(name: str, *, write: bool = False) -> Callable[..., Any]:
+    """The native ``a<name>`` of QuerySet: Django's sync ``<name>`` run in the bridge."""
     sync_method = getattr(QuerySet, name)
     original = getattr(QuerySet, f"a{name}")
     _originals[f"a{name}"] = original
 
     async def method(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
-        alias = self.db
+        alias = _write_alias(self) if write else self.db
         if not seam.is_native(alias):
             return await original(self, *args, **kwargs)
         await seam.prepare(alias)
-        return await replay(sync_method, self, *args, **kwargs)
+        return await bridge.run(sync_method, self, *args, **kwargs)
 
     method.__name__ = method.__qualname__ = f"a{name}"
     method.__doc__ = f"Native async twin of QuerySet.{name}()."
     return method
 
 
+_READS = (
+    "get",
+    "first",
+    "last",
+    "earliest",
+    "latest",
+    "count",
+    "exists",
+    "contains",
+    "aggregate",
+    "in_bulk",
+    "explain",
+)
+_WRITES = (
+    "create",
+    "bulk_create",
+    "bulk_update",
+    "update",
+    "delete",
+    "get_or_create",
+    "update_or_create",
+)
 # Built once, at import (before install), so the originals recorded are Django's.
-REPLAYED = {
-    f"a{name}": replayed(name)
-    for name in (
-        "get",
-        "first",
-        "last",
-        "earliest",
-        "latest",
-        "count",
-        "exists",
-        "contains",
-        "aggregate",
-        "in_bulk",
-        "explain",
-    )
+METHODS = {f"a{name}": bridged(name) for name in _READS} | {
+    f"a{name}": bridged(name, write=True) for name in _WRITES
 }
 
 
@@ -328,8 +235,6 @@ async def aiterator(self: QuerySet[Any], chunk_size: int = 2000) -> AsyncIterato
         return
     if chunk_size <= 0:
         raise ValueError("Chunk size must be strictly positive.")
-    if self._prefetch_related_lookups:
-        await _check_prefetch(self)
     compiled = await _compile(self)
     if compiled is None:
         return
@@ -341,6 +246,8 @@ async def aiterator(self: QuerySet[Any], chunk_size: int = 2000) -> AsyncIterato
             objects = _materialize(
                 self, compiler, _trim(compiler, rows), chunked_fetch=chunked, chunk_size=chunk_size
             )
+            if self._prefetch_related_lookups:  # per chunk, as Django's aiterator does
+                await bridge.run(prefetch_related_objects, objects, *self._prefetch_related_lookups)
             for item in objects:
                 yield item
 
@@ -379,8 +286,6 @@ async def afetch_raw(raw: RawQuerySet[Any]) -> None:
     """Fill a raw queryset's result cache natively, converting rows with Django's code."""
     if raw._result_cache is not None:
         return
-    if raw._prefetch_related_lookups:
-        await _check_prefetch(raw)
     alias = raw.db
     await seam.prepare(alias)
     result = await seam.run(alias, raw.query.sql, _raw_params(raw.query, alias))
@@ -390,6 +295,8 @@ async def afetch_raw(raw: RawQuerySet[Any]) -> None:
     clone = raw._clone()
     clone.query = query
     raw._result_cache = list(clone.iterator())
+    if raw._prefetch_related_lookups and not raw._prefetch_done:
+        await bridge.run(raw._prefetch_related_objects)
 
 
 def raw_aiter(self: RawQuerySet[Any]) -> AsyncIterator[Any]:
@@ -421,3 +328,8 @@ def raw_await(self: RawQuerySet[Any]) -> Generator[Any, None, list[Any]]:
 _originals["__aiter__"] = QuerySet.__aiter__
 _originals["aiterator"] = QuerySet.aiterator
 _originals["raw__aiter__"] = RawQuerySet.__aiter__
+
+
+async def aprefetch_related_objects(model_instances: Any, *related_lookups: Any) -> None:
+    """Native ``aprefetch_related_objects``: Django's prefetching with native I/O."""
+    await bridge.run(prefetch_related_objects, model_instances, *related_lookups)

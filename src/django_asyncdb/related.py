@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from django.db import router
 from django.db.models import Model
 from django.db.models.fields.related_descriptors import (
     ForwardManyToOneDescriptor,
     ReverseOneToOneDescriptor,
 )
 
+from . import bridge
+from . import connections as seam
 from .errors import RelationNotLoaded
-from .query import replay, sync_io_forbidden
+from .query import sync_io_forbidden
 
 __all__ = ["aget_related"]
 
@@ -62,4 +67,50 @@ async def aget_related(instance: Model, name: str) -> Any:
             f"{type(instance).__name__}.{name} is not a single-valued relation; for a "
             f"many-valued one use 'await obj.{name}.all()' or 'async for'."
         )
-    return await replay(descriptor.__get__, instance, type(instance))
+    return await bridge.run(descriptor.__get__, instance, type(instance))
+
+
+# Related managers --------------------------------------------------------------------
+
+# The async methods Django's related-manager factories define, each a thread hop over
+# its sync twin.
+MANAGER_METHODS = (
+    "aadd",
+    "acreate",
+    "aget_or_create",
+    "aupdate_or_create",
+    "aremove",
+    "aclear",
+    "aset",
+)
+
+
+def _manager_method(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    sync_name = name[1:]
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        alias = self._db or router.db_for_write(self.model, instance=self.instance)
+        if not seam.is_native(alias):
+            return await original(self, *args, **kwargs)
+        await seam.prepare(alias)
+        return await bridge.run(getattr(self, sync_name), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"Native async twin of the related manager's {sync_name}()."
+    return method
+
+
+def native_manager_factory(factory: Callable[..., type]) -> Callable[..., type]:
+    """Wrap a related-manager factory so the classes it makes have native a-methods."""
+
+    @functools.wraps(factory)
+    def make(*args: Any, **kwargs: Any) -> type:
+        cls = factory(*args, **kwargs)
+        for name in MANAGER_METHODS:
+            original = cls.__dict__.get(name)
+            if original is not None:
+                setattr(cls, name, _manager_method(name, original))
+        return cls
+
+    make.__wrapped_factory__ = factory  # type: ignore[attr-defined]
+    return make

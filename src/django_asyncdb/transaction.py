@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, OperationalError, connections
 from django.db.transaction import Atomic, TransactionManagementError
 
+from . import bridge
 from . import connections as seam
 from .backends.base import Connection
 from .connections import Level
@@ -256,6 +257,7 @@ async def atomic_aexit(self: Atomic, exc_type: Any, exc_value: Any, traceback: A
 
 _original_call = Atomic.__call__
 _original_enter = Atomic.__enter__
+_original_exit = Atomic.__exit__
 
 
 def atomic_call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -272,13 +274,24 @@ def atomic_call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def atomic_enter(self: Atomic) -> None:
-    """Refuse ``with transaction.atomic()`` on a native alias inside the event loop."""
+    """Native in the bridge; refused on a native alias elsewhere in the event loop."""
     if seam.in_event_loop() and seam.is_native(_alias(self)):
+        if bridge.in_bridge():
+            bridge.await_(atomic_aenter(self))
+            return
         raise SyncCallInAsyncContext(
             "'with transaction.atomic()' blocks the event loop; in async code use "
             "'async with transaction.atomic()' (django_asyncdb)."
         )
     _original_enter(self)
+
+
+def atomic_exit(self: Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    """Leave a block entered in the bridge natively; otherwise Django's ``__exit__``."""
+    if bridge.in_bridge() and seam.is_native(_alias(self)):
+        bridge.await_(atomic_aexit(self, exc_type, exc_value, traceback))
+        return
+    _original_exit(self, exc_type, exc_value, traceback)
 
 
 def _level_for_savepoints(using: str | None) -> Level | None:

@@ -15,7 +15,9 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from . import bridge
 from . import connections as seam
+from .cursors import BridgeCursor
 from .errors import NotSupportedYet, SyncCallInAsyncContext
 
 logger = logging.getLogger("django.db.backends.base")
@@ -28,6 +30,7 @@ _original_savepoint_commit = BaseDatabaseWrapper.savepoint_commit
 _original_savepoint_rollback = BaseDatabaseWrapper.savepoint_rollback
 _original_get_autocommit = BaseDatabaseWrapper.get_autocommit
 _original_ensure_connection = BaseDatabaseWrapper.ensure_connection
+_original_cursor = BaseDatabaseWrapper.cursor
 
 # Async callbacks run outside any transaction are tasks; keep them referenced.
 _background: set[asyncio.Task[Any]] = set()
@@ -93,23 +96,37 @@ def _refuse(name: str) -> SyncCallInAsyncContext:
 
 
 def savepoint(self: BaseDatabaseWrapper) -> Any:
-    """Refused inside an async atomic block: use ``await transaction.asavepoint()``."""
+    """Native in the bridge; refused in async code (use ``await transaction.asavepoint()``)."""
     if _level(self) is not None:
-        raise _refuse("savepoint")
+        if not bridge.in_bridge():
+            raise _refuse("savepoint")
+        from .transaction import asavepoint
+
+        return bridge.await_(asavepoint(self.alias))
     return _original_savepoint(self)
 
 
 def savepoint_commit(self: BaseDatabaseWrapper, sid: str) -> None:
-    """Refused inside an async atomic block: use ``asavepoint_commit``."""
+    """Native in the bridge; refused in async code (use ``asavepoint_commit``)."""
     if _level(self) is not None:
-        raise _refuse("savepoint_commit")
+        if not bridge.in_bridge():
+            raise _refuse("savepoint_commit")
+        from .transaction import asavepoint_commit
+
+        bridge.await_(asavepoint_commit(sid, self.alias))
+        return
     _original_savepoint_commit(self, sid)
 
 
 def savepoint_rollback(self: BaseDatabaseWrapper, sid: str) -> None:
-    """Refused inside an async atomic block: use ``asavepoint_rollback``."""
+    """Native in the bridge; refused in async code (use ``asavepoint_rollback``)."""
     if _level(self) is not None:
-        raise _refuse("savepoint_rollback")
+        if not bridge.in_bridge():
+            raise _refuse("savepoint_rollback")
+        from .transaction import asavepoint_rollback
+
+        bridge.await_(asavepoint_rollback(sid, self.alias))
+        return
     _original_savepoint_rollback(self, sid)
 
 
@@ -131,6 +148,8 @@ def ensure_connection(self: BaseDatabaseWrapper) -> None:
     ORM in a worker thread that inherits the task's context; their statements would run
     on another connection, outside the async transaction, and commit on their own.
     """
+    if bridge.in_bridge() and seam.is_native(self.alias):
+        return  # statements go through the seam; the sync connection stays closed
     if _level(self) is not None and not seam.in_event_loop():
         raise NotSupportedYet(
             f"This operation is not native yet: Django would run it in a thread on its sync "
@@ -139,3 +158,48 @@ def ensure_connection(self: BaseDatabaseWrapper) -> None:
             "django_asyncdb.cursor() inside it."
         )
     _original_ensure_connection(self)
+
+
+def cursor(self: BaseDatabaseWrapper) -> Any:
+    """Inside the bridge, Django's cursors run their statements natively."""
+    if bridge.in_bridge() and seam.is_native(self.alias):
+        return self._prepare_cursor(BridgeCursor(self.alias))
+    return _original_cursor(self)
+
+
+def chunked_cursor_of(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A backend's ``chunked_cursor``: a native cursor inside the bridge (rows are buffered;
+    streaming belongs to ``aiterator()``)."""
+
+    def chunked_cursor(self: BaseDatabaseWrapper) -> Any:
+        if bridge.in_bridge() and seam.is_native(self.alias):
+            return self._prepare_cursor(BridgeCursor(self.alias))
+        return original(self)
+
+    return chunked_cursor
+
+
+def _routed(name: str) -> property:
+    """A wrapper attribute that, for a task inside an async atomic block, is the
+    transaction's (Django's code reads and sets ``connection.needs_rollback`` itself)."""
+
+    def get(self: BaseDatabaseWrapper) -> Any:
+        if seam.in_event_loop():
+            level = _level(self)
+            if level is not None:
+                return True if name == "in_atomic_block" else getattr(level.transaction, name)
+        return self.__dict__.get(name, False if name != "rollback_exc" else None)
+
+    def set_(self: BaseDatabaseWrapper, value: Any) -> None:
+        if seam.in_event_loop():
+            level = _level(self)
+            if level is not None:
+                if name != "in_atomic_block":
+                    setattr(level.transaction, name, value)
+                return
+        self.__dict__[name] = value
+
+    return property(get, set_, doc=f"Django's {name}, or the async transaction's.")
+
+
+ROUTED_ATTRIBUTES = ("in_atomic_block", "needs_rollback", "rollback_exc")

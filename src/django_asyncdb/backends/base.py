@@ -18,7 +18,7 @@ Row = Sequence[Any]
 class Result:
     """Everything a statement produced: column names, rows, row count, last row id."""
 
-    __slots__ = ("description", "lastrowid", "rowcount", "rows")
+    __slots__ = ("description", "lastrowid", "query", "rowcount", "rows")
 
     def __init__(
         self,
@@ -26,11 +26,13 @@ class Result:
         rows: list[Any],
         rowcount: int,
         lastrowid: Any = None,
+        query: Any = None,
     ) -> None:
         self.description = description
         self.rows = rows
         self.rowcount = rowcount
         self.lastrowid = lastrowid
+        self.query = query  # the driver's record of the statement sent, for query logging
 
 
 class Stream:

@@ -1,0 +1,58 @@
+"""Run Django's sync ORM code on the native connection, with no thread.
+
+Django's own methods (``get``, ``save``, ``delete``, ``get_or_create``, related
+managers, ``prefetch_related_objects``, the deletion ``Collector``, ...) mix planning
+with I/O. :func:`run` executes such a method in a greenlet that shares the calling
+task's context; wherever Django does I/O (a cursor's ``execute``, a queryset
+evaluation, an atomic block), the hooks call :func:`await_`, which suspends the
+greenlet, awaits the native coroutine in the task, and resumes Django with the
+result. Django's code runs exactly once, in order, signals included; only its I/O
+is replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import greenlet
+
+__all__ = ["await_", "in_bridge", "run"]
+
+T = TypeVar("T")
+
+
+class _Bridge(greenlet.greenlet):
+    """A greenlet running Django's sync code for a task of the event loop."""
+
+
+def in_bridge() -> bool:
+    """True inside :func:`run`, where sync ORM code may do native I/O through :func:`await_`."""
+    return type(greenlet.getcurrent()) is _Bridge
+
+
+async def run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run Django's sync ``func`` with its I/O done natively; return its result."""
+    parent = greenlet.getcurrent()
+    child = _Bridge(func, parent)
+    child.gr_context = parent.gr_context  # the greenlet is part of the task: same context
+    request = child.switch(*args, **kwargs)
+    while not child.dead:
+        try:
+            value = await request
+        except BaseException as exc:  # cancellation included: Django's cleanup runs
+            request = child.throw(exc)
+        else:
+            request = child.switch(value)
+    return request
+
+
+def await_(awaitable: Awaitable[T]) -> T:
+    """From Django's sync code inside :func:`run`: wait for ``awaitable`` in the task."""
+    current = greenlet.getcurrent()
+    if type(current) is not _Bridge:
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        raise RuntimeError("await_() called outside django_asyncdb's bridge")
+    return current.parent.switch(awaitable)
