@@ -45,6 +45,8 @@ def _pg_reachable() -> str | None:
 
 PG_ERROR = _pg_reachable()
 ALIASES = ["default"] + ([] if PG_ERROR and not os.environ.get("CI") else ["postgresql"])
+# The same database through Django's own (thread-hopping) async path: the reference.
+REFERENCE = {"default": "optout", "postgresql": "postgresql_optout"}
 
 
 def pytest_configure(config):
@@ -61,10 +63,16 @@ def pytest_configure(config):
     }
     if "postgresql" in ALIASES:
         databases["postgresql"] = PG
+        databases["postgresql_optout"] = {**PG, "ASYNC": {"ENABLED": False}}
     settings.configure(
         DEBUG=False,
         DATABASES=databases,
-        INSTALLED_APPS=["django.contrib.contenttypes", "django_asyncdb", "testapp"],
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "django_asyncdb",
+            "testapp",
+        ],
         USE_TZ=True,
         TIME_ZONE="Europe/Paris",
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",

@@ -67,3 +67,70 @@ class Counter(models.Model):
 
     name = models.CharField(max_length=50)
     value = models.IntegerField(default=0)
+
+
+# Write-path models -------------------------------------------------------------------
+
+
+def _no_team():
+    """SET(callable): the value a Badge's team takes when its team is deleted."""
+    return None
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+
+class Label(models.Model):
+    name = models.CharField(max_length=30, unique=True)
+
+
+class Person(models.Model):
+    name = models.CharField(max_length=50)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="members")
+    mentor = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="mentees"
+    )
+    score = models.IntegerField(default=0)
+    labels = models.ManyToManyField(Label, through="Tagging", related_name="people")
+    friends = models.ManyToManyField("self", blank=True)
+
+
+class Tagging(models.Model):
+    person = models.ForeignKey(Person, on_delete=models.CASCADE)
+    label = models.ForeignKey(Label, on_delete=models.CASCADE)
+    weight = models.IntegerField(default=1)
+
+
+class Employee(Person):
+    salary = models.IntegerField(default=0)
+
+
+class Ticket(models.Model):
+    owner = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="tickets")
+    title = models.CharField(max_length=50)
+
+
+class Note(models.Model):
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="notes")
+    team = models.ForeignKey(Team, on_delete=models.RESTRICT, null=True, related_name="notes")
+    text = models.CharField(max_length=50)
+
+
+class Badge(models.Model):
+    holder = models.ForeignKey(Person, null=True, on_delete=models.SET_NULL, related_name="badges")
+    team = models.ForeignKey(Team, on_delete=models.SET(_no_team), null=True, related_name="badges")
+    default_team = models.ForeignKey(
+        Team,
+        on_delete=models.SET_DEFAULT,
+        default=None,
+        null=True,
+        related_name="default_badges",
+    )
+
+
+class Log(models.Model):
+    person = models.ForeignKey(
+        Person, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    message = models.CharField(max_length=50)
