@@ -5,7 +5,7 @@ import uuid
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from testapp.models import Author, Book, Place, Profile, Publisher, Restaurant, Tag
+from testapp.models import Author, Book, Comment, Place, Profile, Publisher, Restaurant, Tag
 
 UTC = datetime.UTC
 PARIS = ZoneInfo("Europe/Paris")
@@ -64,6 +64,10 @@ def seed(alias: str) -> None:
     through.objects.using(alias).bulk_create(
         [through(book_id=b, tag_id=1 + (b + k) % 4) for b in range(1, 41) for k in range(b % 3)]
     )
+    Comment.objects.using(alias).bulk_create(
+        [Comment(id=i, target=books[i % 9], text=f"comment {i}") for i in range(1, 13)]
+        + [Comment(id=20 + i, target=authors[i], text=f"on author {i}") for i in range(3)]
+    )
     for i in range(1, 6):
         if i % 2:
             Restaurant.objects.using(alias).create(
@@ -76,7 +80,7 @@ def seed(alias: str) -> None:
         from django.db import connections
 
         connection = connections[alias]
-        models = [Publisher, Author, Profile, Tag, Book, Place, Restaurant, through]
+        models = [Publisher, Author, Profile, Tag, Book, Place, Restaurant, through, Comment]
         with connection.cursor() as cursor:
             for sql in connection.ops.sequence_reset_sql(no_style(), models):
                 cursor.execute(sql)

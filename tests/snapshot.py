@@ -16,7 +16,17 @@ def snapshot(value, _path=()):
         fields = {
             key: snapshot(val, path)
             for key, val in value.__dict__.items()
-            if key != "_state" and not key.startswith("_prefetched")
+            if key not in ("_state", "_prefetched_objects_cache")
+        }
+        prefetched = getattr(value, "_prefetched_objects_cache", {})
+        # An unordered relation has no defined order (chunked prefetching differs).
+        fields["prefetched"] = {
+            key: (
+                snapshot(list(qs._result_cache), path)
+                if qs.ordered
+                else sorted(snapshot(list(qs._result_cache), path)[1], key=repr)
+            )
+            for key, qs in prefetched.items()
         }
         cached = {key: snapshot(val, path) for key, val in value._state.fields_cache.items()}
         return (type(value).__name__, value._state.db, value._state.adding, fields, cached)

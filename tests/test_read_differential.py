@@ -17,6 +17,7 @@ from django.db.models import (
     Max,
     Min,
     OuterRef,
+    Prefetch,
     Q,
     Subquery,
     Sum,
@@ -28,7 +29,7 @@ from django.db.models.functions import Coalesce, Concat, ExtractYear, Lower, Row
 
 from conftest import arun
 from snapshot import snapshot
-from testapp.models import Author, Book, Place, Profile, Publisher, Restaurant, Tag
+from testapp.models import Author, Book, Comment, Place, Profile, Publisher, Restaurant, Tag
 
 QUERYSETS = {
     "all": lambda a: Author.objects.using(a).order_by("id"),
@@ -175,6 +176,38 @@ QUERYSETS = {
     "none": lambda a: Author.objects.using(a).none(),
     "extra_select": lambda a: Author.objects.using(a).extra(select={"double_age": "age * 2"}),
     "reverse_order": lambda a: Book.objects.using(a).order_by("title").reverse(),
+    "prefetch_reverse_fk": lambda a: (
+        Author.objects.using(a).prefetch_related("books").order_by("id")
+    ),
+    "prefetch_m2m": lambda a: Book.objects.using(a).prefetch_related("tags"),
+    "prefetch_m2m_reverse": lambda a: Tag.objects.using(a).prefetch_related("books").order_by("id"),
+    "prefetch_nested": lambda a: (
+        Author.objects.using(a)
+        .prefetch_related("books__tags", "books__publisher", "mentor__profile")
+        .order_by("id")
+    ),
+    "prefetch_object_to_attr": lambda a: (
+        Author.objects.using(a)
+        .prefetch_related(
+            Prefetch(
+                "books",
+                queryset=Book.objects.filter(pages__gt=300).order_by("-pages"),
+                to_attr="long_books",
+            )
+        )
+        .order_by("id")
+    ),
+    "prefetch_forward": lambda a: Book.objects.using(a).prefetch_related("author", "publisher"),
+    "prefetch_reverse_o2o": lambda a: (
+        Author.objects.using(a).prefetch_related("profile").order_by("id")
+    ),
+    "prefetch_generic_fk": lambda a: (
+        Comment.objects.using(a).prefetch_related("target").order_by("id")
+    ),
+    "prefetch_generic_relation": lambda a: Book.objects.using(a).prefetch_related("comments"),
+    "prefetch_with_values_error": lambda a: (
+        Book.objects.using(a).values("id").prefetch_related("tags")
+    ),
     "int_cast": lambda a: (
         Book.objects.using(a)
         .annotate(half=ExpressionWrapper(F("pages") / 2, output_field=IntegerField()))

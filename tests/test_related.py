@@ -89,3 +89,48 @@ def test_reverse_many_evaluated_synchronously_raises(alias):
 def test_sync_code_keeps_lazy_loading(alias):
     book = Book.objects.using(alias).get(pk=1)
     assert book.author.pk == book.author_id
+
+
+def test_aprefetch_related_objects(alias, thread_hops):
+    from django.db import models
+
+    from snapshot import snapshot
+
+    expected = list(Author.objects.using(alias).filter(pk__lte=4).order_by("pk"))
+    models.prefetch_related_objects(expected, "books__tags", "profile")
+
+    async def main():
+        authors = await Author.objects.using(alias).filter(pk__lte=4).order_by("pk")
+        await models.aprefetch_related_objects(authors, "books__tags", "profile")
+        return authors
+
+    assert snapshot(arun(main)) == snapshot(expected)
+    assert thread_hops == []
+
+
+def test_arefresh_from_db_with_from_queryset(alias, thread_hops):
+    async def main():
+        author = await Author.objects.using(alias).aget(pk=5)
+        author.name = "changed"
+        await author.arefresh_from_db(
+            fields=["name", "mentor"],
+            from_queryset=Author.objects.using(alias).select_related("mentor"),
+        )
+        return author.name, author.mentor.name  # select_related: no hidden query
+
+    expected = Author.objects.using(alias).select_related("mentor").get(pk=5)
+    assert arun(main) == (expected.name, expected.mentor.name)
+    assert thread_hops == []
+
+
+def test_reverse_manager_reads_natively(alias, thread_hops):
+    async def main():
+        author = await Author.objects.using(alias).aget(pk=2)
+        by_for = [b.pk async for b in author.books.all()]
+        by_await = [b.pk for b in await author.books.filter(pages__gt=0)]
+        tags = await (await author.books.afirst()).tags.all()
+        return sorted(by_for), sorted(by_await), len(tags) >= 0
+
+    expected = sorted(Book.objects.using(alias).filter(author_id=2).values_list("pk", flat=True))
+    assert arun(main) == (expected, expected, True)
+    assert thread_hops == []

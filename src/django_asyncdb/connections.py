@@ -18,7 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import TransactionManagementError
 
-from . import conf
+from . import conf, contenttypes
 from .backends import backend_for
 from .backends.base import Connection, Params, Result, Row
 from .errors import translate
@@ -106,6 +106,8 @@ async def prepare(alias: str) -> BaseDatabaseWrapper:
         await found.open()
     wrapper = connections[alias]
     found.backend.install_facts(wrapper)
+    if contenttypes.needs_warming(alias):
+        await contenttypes.warm(alias)
     return wrapper
 
 

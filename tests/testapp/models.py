@@ -2,7 +2,18 @@
 
 import uuid
 
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
+
+
+class Comment(models.Model):
+    """Attached to any model through a generic foreign key."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    target = GenericForeignKey("content_type", "object_id")
+    text = models.CharField(max_length=50)
 
 
 class Publisher(models.Model):
@@ -47,6 +58,7 @@ class Book(models.Model):
     published = models.DateField()
     tags = models.ManyToManyField(Tag, related_name="books")
     extra = models.JSONField(null=True)
+    comments = GenericRelation(Comment)
 
     class Meta:
         ordering = ["title"]
@@ -79,6 +91,7 @@ def _no_team():
 
 class Team(models.Model):
     name = models.CharField(max_length=50, unique=True)
+    comments = GenericRelation(Comment)
 
 
 class Label(models.Model):
@@ -134,3 +147,11 @@ class Log(models.Model):
         Person, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
     message = models.CharField(max_length=50)
+
+
+class Stamp(models.Model):
+    """Values the database fills in (RETURNING where the backend has it)."""
+
+    label = models.CharField(max_length=20)
+    code = models.IntegerField(db_default=7)
+    kind = models.CharField(max_length=10, db_default="new")
