@@ -9,6 +9,7 @@ spawned inside inherit it, join the same transaction and take turns on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper, debug_transaction
 from django.db.transaction import TransactionManagementError
 
 from . import conf, contenttypes
@@ -32,6 +34,8 @@ T = TypeVar("T")
 # alias -> innermost atomic level visible to the current task.
 _levels: ContextVar[dict[str, Level] | None] = ContextVar("django_asyncdb_levels", default=None)
 
+_no_logging = contextlib.nullcontext()
+
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = (
     weakref.WeakKeyDictionary()
 )
@@ -45,7 +49,7 @@ class Level:
     savepoint stack on the connection stays linear whatever tasks do.
     """
 
-    __slots__ = ("closed", "lock", "parent", "sid", "token", "transaction")
+    __slots__ = ("closed", "lock", "parent", "sid", "test", "token", "transaction")
 
     def __init__(self, transaction: Transaction, parent: Level | None, sid: str | None) -> None:
         self.transaction = transaction
@@ -54,6 +58,7 @@ class Level:
         self.lock = asyncio.Lock()
         self.closed = False
         self.token: Any = None
+        self.test: Any = None  # set on the level standing for a test's transaction
 
 
 def in_event_loop() -> bool:
@@ -66,10 +71,18 @@ def is_native(alias: str) -> bool:
     return conf.get(alias) is not None
 
 
+# alias -> the level standing for an open test transaction (see testing.py).
+test_levels: dict[str, Level] = {}
+
+
 def current_level(alias: str) -> Level | None:
-    """The innermost atomic level of ``alias`` in this task's context, if any."""
+    """The innermost atomic level of ``alias`` in this task's context, if any; in the
+    event loop, during a test transaction, the level standing for it."""
     levels = _levels.get()
-    return levels.get(alias) if levels else None
+    level = levels.get(alias) if levels else None
+    if level is None and test_levels and in_event_loop():
+        return test_levels.get(alias)
+    return level
 
 
 def push_level(alias: str, level: Level) -> None:
@@ -125,6 +138,26 @@ async def close_pools(*aliases: str) -> None:
             await found.close()
 
 
+class _LogCursor:
+    """What Django's query logging reads from a cursor after a statement."""
+
+    __slots__ = ("_query",)
+
+    def __init__(self) -> None:
+        self._query: Any = None
+
+
+def _logging(alias: str, sql: str, params: Params) -> tuple[Any, _LogCursor | None]:
+    """Django's own statement logging (connection.queries, django.db.backends) when on."""
+    wrapper = connections[alias]
+    if not wrapper.queries_logged:
+        return _no_logging, None
+    holder = _LogCursor()
+    return CursorDebugWrapper(holder, wrapper).debug_sql(
+        sql, params, use_last_executed_query=True
+    ), holder
+
+
 def _raise_translated(exc: Exception, connection: Connection) -> None:
     error = translate(exc, connection.driver)
     if error is not None:
@@ -163,17 +196,22 @@ async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable
 
 async def fetchall(alias: str, sql: str, params: Params) -> list[Row]:
     """Run a query and return all rows."""
+    if connections[alias].queries_logged:
+        return (await run(alias, sql, params)).rows
     return await _on_connection(alias, lambda c: c.fetchall(sql, params))
 
 
-async def fetchone(alias: str, sql: str, params: Params) -> Row | None:
-    """Run a query and return its first row, or None."""
-    return await _on_connection(alias, lambda c: c.fetchone(sql, params))
+async def run(alias: str, sql: str, params: Params, *, logged: bool = True) -> Result:
+    """Run any statement; return description, rows, row count and last row id.
 
-
-async def run(alias: str, sql: str, params: Params) -> Result:
-    """Run any statement; return description, rows, row count and last row id."""
-    return await _on_connection(alias, lambda c: c.run(sql, params))
+    ``logged=False`` for statements Django's own cursor wrapper already logs.
+    """
+    log, holder = _logging(alias, sql, params) if logged else (_no_logging, None)
+    with log:
+        result = await _on_connection(alias, lambda c: c.run(sql, params))
+        if holder is not None:
+            holder._query = result.query
+    return result
 
 
 async def stream(
@@ -197,7 +235,8 @@ async def stream(
             if server_side and backend.stream_needs_transaction:
                 await connection.begin()
                 in_transaction = True
-            cursor = await connection.open_stream(sql, params, server_side=server_side)
+            with _logging(alias, sql, params)[0]:
+                cursor = await connection.open_stream(sql, params, server_side=server_side)
             try:
                 while rows := await cursor.fetch(chunk_size):
                     yield rows
@@ -218,11 +257,13 @@ async def stream(
         finally:
             found.release(connection)
         return
+    log, _ = _logging(alias, sql, params)
     async with level.lock:
         level.transaction.check_usable(level)
         connection = level.transaction.connection
         try:
-            cursor = await connection.open_stream(sql, params, server_side=server_side)
+            with log:
+                cursor = await connection.open_stream(sql, params, server_side=server_side)
         except Exception as exc:
             _raise_translated(exc, connection)
             raise
@@ -242,6 +283,11 @@ async def stream(
         if not level.closed and not connection.broken:
             async with level.lock:
                 await cursor.close()
+
+
+def log_transaction_statement(alias: str, sql: str) -> Any:
+    """Django's logging of BEGIN/COMMIT/ROLLBACK (a context manager)."""
+    return debug_transaction(connections[alias], sql)
 
 
 def default_alias(using: str | None) -> str:

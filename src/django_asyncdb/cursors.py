@@ -115,7 +115,8 @@ class BridgeCursor:
         """Run one statement natively and keep its result."""
         from .bridge import await_
 
-        self._result = await_(seam.run(self.alias, sql, params))
+        # Django's CursorWrapper around this cursor logs the statement itself.
+        self._result = await_(seam.run(self.alias, sql, params, logged=False))
         self._position = 0
         return self
 

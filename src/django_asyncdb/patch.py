@@ -25,7 +25,7 @@ from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
 
-from . import models, query, related, signals, transaction, wrapper
+from . import models, query, related, signals, testing, transaction, wrapper
 
 
 def _patches() -> list[tuple[Any, str, Any]]:
@@ -63,6 +63,19 @@ def _patches() -> list[tuple[Any, str, Any]]:
     patches += [
         (BaseDatabaseWrapper, name, wrapper._routed(name)) for name in wrapper.ROUTED_ATTRIBUTES
     ]
+    try:
+        from django.db.backends.sqlite3.operations import DatabaseOperations as SQLiteOps
+    except ImportError:  # pragma: no cover - sqlite3 is part of Python
+        pass
+    else:
+        original_quote = SQLiteOps._quote_params_for_last_executed_query
+        patches.append(
+            (
+                SQLiteOps,
+                "_quote_params_for_last_executed_query",
+                testing.quote_params_for_log(original_quote),
+            )
+        )
     for wrapper_class in _backend_wrappers():
         if "chunked_cursor" in vars(wrapper_class):
             original = vars(wrapper_class)["chunked_cursor"]

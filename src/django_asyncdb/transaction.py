@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, OperationalError, connections
 from django.db.transaction import Atomic, TransactionManagementError
 
-from . import bridge
+from . import bridge, testing
 from . import connections as seam
 from .backends.base import Connection
 from .connections import Level
@@ -41,7 +41,7 @@ Hook = tuple[set[str | None], Callable[[], Any], bool]
 class Transaction:
     """One outermost async atomic block: its connection and Django's bookkeeping."""
 
-    def __init__(self, alias: str, pool: Pool, connection: Connection) -> None:
+    def __init__(self, alias: str, pool: Pool | None, connection: Connection) -> None:
         self.alias = alias
         self.pool = pool
         self.connection = connection
@@ -68,10 +68,11 @@ class Transaction:
         connection."""
         connection = self.connection
         try:
-            if sql is None:
-                await connection.begin()
-            else:
-                await connection.run(sql, None)
+            with seam.log_transaction_statement(self.alias, sql or "BEGIN"):
+                if sql is None:
+                    await connection.begin()
+                else:
+                    await connection.run(sql, None)
         except Exception as exc:
             error = translate(exc, connection.driver)
             if error is not None:
@@ -204,7 +205,7 @@ async def atomic_aenter(self: Atomic) -> Atomic:
             raise
         level = Level(transaction, None, None)
     else:
-        if self.durable:
+        if self.durable and not (parent.test is not None and parent.parent is None):
             raise RuntimeError(
                 "A durable atomic block cannot be nested within another atomic block."
             )
@@ -250,6 +251,7 @@ async def atomic_aexit(self: Atomic, exc_type: Any, exc_value: Any, traceback: A
     try:
         committed = await transaction.close_outermost(success)
     finally:
+        assert transaction.pool is not None  # only a test's transaction has none
         transaction.pool.release(transaction.connection)
     if committed:
         await transaction.run_commit_hooks()
@@ -284,6 +286,8 @@ def atomic_enter(self: Atomic) -> None:
             "'async with transaction.atomic()' (django_asyncdb)."
         )
     _original_enter(self)
+    if getattr(self, "_from_testcase", False):
+        testing.enter(_alias(self), connections[_alias(self)])
 
 
 def atomic_exit(self: Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -291,6 +295,8 @@ def atomic_exit(self: Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> 
     if bridge.in_bridge() and seam.is_native(_alias(self)):
         bridge.await_(atomic_aexit(self, exc_type, exc_value, traceback))
         return
+    if getattr(self, "_from_testcase", False):
+        testing.exit(_alias(self))
     _original_exit(self, exc_type, exc_value, traceback)
 
 

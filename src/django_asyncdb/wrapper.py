@@ -148,8 +148,10 @@ def ensure_connection(self: BaseDatabaseWrapper) -> None:
     ORM in a worker thread that inherits the task's context; their statements would run
     on another connection, outside the async transaction, and commit on their own.
     """
-    if bridge.in_bridge() and seam.is_native(self.alias):
-        return  # statements go through the seam; the sync connection stays closed
+    if seam.in_event_loop() and seam.is_native(self.alias):
+        # The event loop's thread never opens the sync connection: statements go through
+        # the seam (this lets CaptureQueriesContext/assertNumQueries run in async tests).
+        return
     if _level(self) is not None and not seam.in_event_loop():
         raise NotSupportedYet(
             f"This operation is not native yet: Django would run it in a thread on its sync "
