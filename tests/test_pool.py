@@ -210,3 +210,36 @@ def test_integrity_error_is_djangos(alias):
 
     cause = arun(main)
     assert type(cause).__module__.split(".")[0] in {"psycopg", "sqlite3"}
+
+
+def test_abandoned_loop_closes_its_connections(alias):
+    kept = {}
+
+    async def main():
+        await fetch(alias, "SELECT 1")  # no close_pools(): the loop is simply dropped
+        kept["pool"] = seam.pool(alias)
+        kept["connection"] = kept["pool"]._idle[0]
+
+    asyncio.run(main())
+    asyncio.run(fetch(alias, "SELECT 1"))  # the next loop sweeps the closed one
+    arun(asyncio.sleep, 0)
+    assert kept["pool"].idle == 0
+    connection = kept["connection"]
+    assert connection.raw.closed if alias == "postgresql" else connection.closed
+
+
+def test_settings_change_replaces_the_pools(alias):
+    from django.test import override_settings
+
+    async def main():
+        await fetch(alias, "SELECT 1")
+        before = seam.pool(alias)
+        with override_settings(TIME_ZONE="Asia/Tokyo"):
+            after = seam.pool(alias)
+            await fetch(alias, "SELECT 1")
+        await asyncio.sleep(0.05)
+        return before, after
+
+    before, after = arun(main)
+    assert before is not after
+    assert before.size == 0

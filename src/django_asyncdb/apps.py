@@ -13,7 +13,11 @@ class AsyncDBConfig(AppConfig):
 
     def ready(self) -> None:
         """Validate ``DATABASES[alias]['ASYNC']`` and rebind Django's async entry points."""
+        from django.test.signals import setting_changed
+
         from . import conf, patch
+        from .connections import settings_changed
 
         conf.load()
         patch.install()
+        setting_changed.connect(settings_changed, dispatch_uid="django_asyncdb")

@@ -9,8 +9,9 @@ spawned inside inherit it, join the same transaction and take turns on it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
-import weakref
+import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,9 +37,10 @@ _levels: ContextVar[dict[str, Level] | None] = ContextVar("django_asyncdb_levels
 
 _no_logging = contextlib.nullcontext()
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = (
-    weakref.WeakKeyDictionary()
-)
+# Pools by event loop. A loop closed without close_pools() (a test runner's per-test
+# loop, a script's asyncio.run) is swept when the next loop starts using pools, and
+# at interpreter exit, so drivers' threads never keep the process alive.
+_pools: dict[asyncio.AbstractEventLoop, dict[str, Pool]] = {}
 
 
 class Level:
@@ -101,14 +103,43 @@ def pool(alias: str) -> Pool:
     loop = asyncio.get_running_loop()
     pools = _pools.get(loop)
     if pools is None:
+        _sweep_closed_loops()
         pools = _pools[loop] = {}
     found = pools.get(alias)
+    if found is not None and found.generation != _generation:
+        pools.pop(alias)
+        closing = loop.create_task(found.close())  # settings changed: new connections now
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+        found = None
     if found is None:
         settings = conf.get(alias)
         if settings is None:
             raise TransactionManagementError(f"Database alias {alias!r} is not native.")
         found = pools[alias] = Pool(backend_for(settings))
+        found.generation = _generation
     return found
+
+
+def _sweep_closed_loops(everything: bool = False) -> None:
+    for loop in [loop for loop in _pools if everything or loop.is_closed()]:
+        for found in _pools.pop(loop).values():
+            found.abandon()
+
+
+# Before the interpreter joins non-daemon threads (aiosqlite's) at exit.
+getattr(threading, "_register_atexit", atexit.register)(_sweep_closed_loops, True)
+
+
+_generation = 0
+_closing: set[asyncio.Task[None]] = set()
+
+
+def settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """Connections depend on these settings: replace the pools after a change (tests)."""
+    global _generation
+    if setting in ("DATABASES", "TIME_ZONE", "USE_TZ"):
+        _generation += 1
 
 
 async def prepare(alias: str) -> BaseDatabaseWrapper:

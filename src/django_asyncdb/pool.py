@@ -39,6 +39,7 @@ class Pool:
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
         self._opened: asyncio.Future[None] | None = None
+        self.generation = 0  # of the settings it was made with
 
     def __repr__(self) -> str:
         return f"<Pool {self.alias!r} size={self._size} idle={len(self._idle)}>"
@@ -116,6 +117,16 @@ class Pool:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         logger.info("pool %r closed", self)
+
+    def abandon(self) -> None:
+        """The event loop is gone: close what can be closed without it."""
+        self._closed = True
+        while self._idle:
+            connection = self._idle.pop()
+            try:
+                connection.close_now()
+            except Exception:  # best effort: the loop that owned it no longer runs
+                logger.debug("error closing an abandoned connection", exc_info=True)
 
     async def _connect(self) -> Connection:
         """Open a connection for a slot already counted in ``_size``."""

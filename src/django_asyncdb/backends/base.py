@@ -95,6 +95,10 @@ class Connection:
         """Close the connection."""
         raise NotImplementedError
 
+    def close_now(self) -> None:
+        """Close without awaiting: for pools whose event loop is gone."""
+        raise NotImplementedError
+
 
 class Backend:
     """Opens connections for one alias and fills the facts Django's compiler reads."""

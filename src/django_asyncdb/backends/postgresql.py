@@ -110,6 +110,10 @@ class PgConnection(base.Connection):
         """Close the connection."""
         await self.raw.close()
 
+    def close_now(self) -> None:
+        """Close the libpq connection directly (no I/O to wait for)."""
+        self.raw.pgconn.finish()
+
 
 class Backend(base.Backend):
     """Connections configured like Django's own PostgreSQL wrapper configures them."""

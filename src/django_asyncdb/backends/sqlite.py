@@ -123,6 +123,12 @@ class SqliteConnection(base.Connection):
         self.closed = True
         await self.raw.close()
 
+    def close_now(self) -> None:
+        """Stop aiosqlite's thread (it closes the sqlite3 connection)."""
+        if not self.closed:
+            self.closed = True
+            self.raw.stop()
+
 
 class Backend(base.Backend):
     """Connections opened by Django's own ``get_new_connection`` in aiosqlite's thread."""
