@@ -124,10 +124,29 @@ class SqliteConnection(base.Connection):
         await self.raw.close()
 
     def close_now(self) -> None:
-        """Stop aiosqlite's thread (it closes the sqlite3 connection)."""
-        if not self.closed:
-            self.closed = True
+        """Close the sqlite3 connection and end aiosqlite's thread, expecting no reply.
+
+        aiosqlite's own stop() answers on a future of whatever loop is current, which in
+        a sweep may close before the thread answers; so queue the same work unanswered.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        queue = getattr(self.raw, "_tx", None)
+        sentinel = getattr(aiosqlite.core, "_STOP_RUNNING_SENTINEL", None)
+        if queue is None or sentinel is None:  # another aiosqlite: its public way
             self.raw.stop()
+            return
+        raw = self.raw
+
+        def close_and_stop() -> object:
+            connection, raw._connection = raw._connection, None
+            if connection is not None:
+                connection.close()
+            return sentinel
+
+        raw._running = False
+        queue.put_nowait((None, close_and_stop))
 
 
 class Backend(base.Backend):

@@ -1,0 +1,1 @@
+"""Django's own test modules, run unmodified with django_asyncdb installed."""
