@@ -5,6 +5,7 @@ Custom ``save()``/``delete()`` overrides run too, with their queries native.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,17 @@ def model_method(name: str, *, write: bool) -> Callable[..., Any]:
     original = getattr(Model, f"a{name}")
     _originals[f"a{name}"] = original
 
+    @functools.wraps(original)  # keeps alters_data and the like
     async def method(self: Model, *args: Any, **kwargs: Any) -> Any:
+        if name == "save" and args:
+            # Checked (and warned about, pointing at the caller) as Django's asave() does.
+            parse = getattr(self, "_parse_save_params", None)
+            if parse is None:  # Django 6: keyword-only, as Django's asave()
+                raise TypeError(
+                    f"Model.asave() takes 1 positional argument but {len(args) + 1} were given"
+                )
+            values = parse(*args, method_name="asave", **{**_SAVE_DEFAULTS, **kwargs})
+            kwargs, args = dict(zip(_SAVE_DEFAULTS, values, strict=True)), ()
         alias = kwargs.get("using") or (
             router.db_for_write(type(self), instance=self)
             if write
@@ -35,9 +46,16 @@ def model_method(name: str, *, write: bool) -> Callable[..., Any]:
         await seam.prepare(alias)
         return await bridge.run(getattr(self, name), *args, **kwargs)
 
-    method.__name__ = method.__qualname__ = f"a{name}"
     method.__doc__ = f"Native async twin of Model.{name}()."
     return method
+
+
+_SAVE_DEFAULTS = {
+    "force_insert": False,
+    "force_update": False,
+    "using": None,
+    "update_fields": None,
+}
 
 
 METHODS = {

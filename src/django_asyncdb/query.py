@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import aclosing
@@ -187,6 +188,7 @@ def bridged(name: str, *, write: bool = False) -> Callable[..., Any]:
     original = getattr(QuerySet, f"a{name}")
     _originals[f"a{name}"] = original
 
+    @functools.wraps(original)  # keeps queryset_only, alters_data
     async def method(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
         alias = _write_alias(self) if write else self.db
         if not seam.is_native(alias):
@@ -194,7 +196,6 @@ def bridged(name: str, *, write: bool = False) -> Callable[..., Any]:
         await seam.prepare(alias)
         return await bridge.run(sync_method, self, *args, **kwargs)
 
-    method.__name__ = method.__qualname__ = f"a{name}"
     method.__doc__ = f"Native async twin of QuerySet.{name}()."
     return method
 

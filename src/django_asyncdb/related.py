@@ -88,6 +88,7 @@ MANAGER_METHODS = (
 def _manager_method(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     sync_name = name[1:]
 
+    @functools.wraps(original)
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         alias = self._db or router.db_for_write(self.model, instance=self.instance)
         if not seam.is_native(alias):
@@ -95,7 +96,6 @@ def _manager_method(name: str, original: Callable[..., Any]) -> Callable[..., An
         await seam.prepare(alias)
         return await bridge.run(getattr(self, sync_name), *args, **kwargs)
 
-    method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Native async twin of the related manager's {sync_name}()."
     return method
 
