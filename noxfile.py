@@ -2,11 +2,12 @@
 
 import os
 import shutil
+import socket
 import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "conformance", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 LEGS = [("3.11", "5.2"), ("3.12", "6.1")]
@@ -30,12 +31,33 @@ def _expose_pyenv_versions() -> None:
 _expose_pyenv_versions()
 
 
+def _postgresql_reachable() -> bool:
+    host, port = os.environ.get("PGHOST", "127.0.0.1"), int(os.environ.get("PGPORT", "5432"))
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
 @nox.session
 @nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
 def tests(session: nox.Session, django: str) -> None:
     """The test suite on SQLite and PostgreSQL (PostgreSQL required when CI is set)."""
     session.install(f"django~={django}.0", "-e", ".[dev]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
+def conformance(session: nox.Session, django: str) -> None:
+    """Django's own test modules with the app installed, on SQLite and PostgreSQL."""
+    session.install(f"django~={django}.0", "-e", ".[dev]")
+    session.run("python", "-m", "conformance", "--database", "sqlite", *session.posargs)
+    if os.environ.get("CI") or _postgresql_reachable():
+        session.run("python", "-m", "conformance", "--database", "postgresql", *session.posargs)
+    else:
+        session.warn("PostgreSQL not reachable: conformance ran on SQLite only")
 
 
 @nox.session(python="3.11")

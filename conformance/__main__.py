@@ -42,12 +42,25 @@ def django_tests() -> Path:
     if not (target / "tests" / "runtests.py").exists():
         CACHE.mkdir(exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", f"django=={version}", "-d", str(CACHE)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"django=={version}",
+                "-d",
+                str(CACHE),
+            ],
             check=True,
         )
         with tarfile.open(CACHE / f"django-{version}.tar.gz") as archive:
-            members = [m for m in archive.getmembers() if m.name.startswith(f"django-{version}/tests/")]
+            members = [
+                m for m in archive.getmembers() if m.name.startswith(f"django-{version}/tests/")
+            ]
             archive.extractall(CACHE, members=members, filter="data")
     return target / "tests"
 

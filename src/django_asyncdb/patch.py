@@ -76,6 +76,15 @@ def _patches() -> list[tuple[Any, str, Any]]:
                 testing.quote_params_for_log(original_quote),
             )
         )
+    from django.db.backends.base.creation import BaseDatabaseCreation
+
+    patches.append(
+        (
+            BaseDatabaseCreation,
+            "destroy_test_db",
+            testing.destroy_test_db_closing_pools(BaseDatabaseCreation.destroy_test_db),
+        )
+    )
     for wrapper_class in _backend_wrappers():
         if "chunked_cursor" in vars(wrapper_class):
             original = vars(wrapper_class)["chunked_cursor"]

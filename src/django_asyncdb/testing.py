@@ -195,3 +195,14 @@ def quote_params_for_log(original: Any) -> Any:
             self.connection.connection = None
 
     return quote
+
+
+def destroy_test_db_closing_pools(original: Any) -> Any:
+    """Close native connections before Django drops a test database (PostgreSQL refuses
+    to drop a database other sessions use)."""
+
+    def destroy_test_db(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seam.close_all_now()
+        return original(self, *args, **kwargs)
+
+    return destroy_test_db
