@@ -195,10 +195,27 @@ def _logging(alias: str, sql: str, params: Params) -> tuple[Any, _LogCursor | No
     ), holder
 
 
-def _raise_translated(exc: Exception, connection: Connection) -> None:
-    error = translate(exc, connection.driver)
-    if error is not None:
-        raise error from exc
+class driver_errors:
+    """Around driver calls: driver errors become Django's; an interruption (a cancelled
+    task) marks the connection broken, so it is never reused mid-statement."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        if exc_type is None or exc_type is GeneratorExit:  # GeneratorExit: a closed stream
+            return
+        if issubclass(exc_type, Exception):
+            error = translate(exc, self.connection.driver)
+            if error is not None:
+                raise error from exc
+            return
+        self.connection.broken = True
 
 
 async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable[T]]) -> T:
@@ -208,27 +225,16 @@ async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable
         found = pool(alias)
         connection = await found.acquire()
         try:
-            return await operation(connection)
-        except Exception as exc:
-            _raise_translated(exc, connection)
-            raise
-        except BaseException:
-            connection.broken = True  # interrupted mid-statement: never reuse it
-            raise
+            with driver_errors(connection):
+                return await operation(connection)
         finally:
             found.release(connection)
     async with level.lock:
         transaction = level.transaction
         transaction.check_usable(level)
         connection = transaction.connection
-        try:
+        with driver_errors(connection):
             return await operation(connection)
-        except Exception as exc:
-            _raise_translated(exc, connection)
-            raise
-        except BaseException:
-            connection.broken = True
-            raise
 
 
 async def fetchall(alias: str, sql: str, params: Params) -> list[Row]:
@@ -269,27 +275,23 @@ async def stream(
         connection = await found.acquire()
         in_transaction = False
         try:
-            if server_side and backend.stream_needs_transaction:
-                await connection.begin()
-                in_transaction = True
-            with _logging(alias, sql, params)[0]:
-                cursor = await connection.open_stream(sql, params, server_side=server_side)
-            try:
-                while rows := await cursor.fetch(chunk_size):
-                    yield rows
-            finally:
-                await cursor.close()
-            if in_transaction:
-                await connection.commit()
+            with driver_errors(connection):
+                if server_side and backend.stream_needs_transaction:
+                    await connection.begin()
+                    in_transaction = True
+                with _logging(alias, sql, params)[0]:
+                    cursor = await connection.open_stream(sql, params, server_side=server_side)
+                try:
+                    while rows := await cursor.fetch(chunk_size):
+                        yield rows
+                finally:
+                    await cursor.close()
+                if in_transaction:
+                    await connection.commit()
         except GeneratorExit:  # the consumer stopped early: end cleanly, keep the connection
             if in_transaction:
-                await connection.rollback()
-            raise
-        except Exception as exc:
-            _raise_translated(exc, connection)
-            raise
-        except BaseException:
-            connection.broken = True
+                with driver_errors(connection):
+                    await connection.rollback()
             raise
         finally:
             found.release(connection)
@@ -298,21 +300,14 @@ async def stream(
     async with level.lock:
         level.transaction.check_usable(level)
         connection = level.transaction.connection
-        try:
-            with log:
-                cursor = await connection.open_stream(sql, params, server_side=server_side)
-        except Exception as exc:
-            _raise_translated(exc, connection)
-            raise
+        with driver_errors(connection), log:
+            cursor = await connection.open_stream(sql, params, server_side=server_side)
     try:
         while True:
             async with level.lock:
                 level.transaction.check_usable(level)
-                try:
+                with driver_errors(connection):
                     rows = await cursor.fetch(chunk_size)
-                except Exception as exc:
-                    _raise_translated(exc, connection)
-                    raise
             if not rows:
                 break
             yield rows

@@ -1,7 +1,9 @@
-"""A small async cursor for raw SQL on a native alias (Django's ``%s`` placeholders).
+"""Cursors over the seam (Django's ``%s`` placeholders).
 
-Each ``execute`` runs through the seam: inside an async atomic block it joins the
-transaction; outside it borrows a pooled connection for that one statement.
+:class:`AsyncCursor` is the package's raw-SQL API; :class:`BridgeCursor` is the DB-API
+cursor Django's own sync code receives inside the bridge. Each ``execute`` runs
+through the seam: inside an async atomic block it joins the transaction; outside it
+borrows a pooled connection for that one statement. Rows are held until fetched.
 """
 
 from __future__ import annotations
@@ -18,13 +20,50 @@ from .backends.base import Params, Result, Row
 __all__ = ["AsyncCursor", "BridgeCursor", "cursor"]
 
 
-class AsyncCursor:
-    """Runs statements and keeps the last one's rows to fetch."""
+class _Buffered:
+    """The last statement's result and a read position in its rows."""
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self._result: Result | None = None
         self._position = 0
+
+    def _keep(self, result: Result) -> None:
+        self._result = result
+        self._position = 0
+
+    @property
+    def description(self) -> list[Any] | None:
+        """Column descriptions of the last statement."""
+        return self._result.description if self._result else None
+
+    @property
+    def rowcount(self) -> int:
+        """Rows produced or affected by the last statement (-1 before any)."""
+        return self._result.rowcount if self._result else -1
+
+    @property
+    def lastrowid(self) -> Any:
+        """The last inserted row id where the driver reports one (SQLite)."""
+        return self._result.lastrowid if self._result else None
+
+    def _rows(self) -> list[Row]:
+        return self._result.rows if self._result else []
+
+    def _take(self, size: int | None) -> list[Row]:
+        rows = self._rows()
+        end = len(rows) if size is None else self._position + size
+        chunk = rows[self._position : end]
+        self._position += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Forget the last result."""
+        self._result = None
+
+
+class AsyncCursor(_Buffered):
+    """Runs statements and keeps the last one's rows to fetch."""
 
     async def __aenter__(self) -> AsyncCursor:
         return self
@@ -44,80 +83,43 @@ class AsyncCursor:
                 f"Database alias {self.alias!r} is not native; use Django's connection.cursor()."
             )
         await seam.prepare(self.alias)
-        self._result = await seam.run(self.alias, sql, params)
-        self._position = 0
+        self._keep(await seam.run(self.alias, sql, params))
         return self
-
-    @property
-    def description(self) -> list[Any] | None:
-        """The column descriptions of the last statement."""
-        return self._result.description if self._result else None
-
-    @property
-    def rowcount(self) -> int:
-        """Rows produced or affected by the last statement (-1 before any)."""
-        return self._result.rowcount if self._result else -1
-
-    @property
-    def lastrowid(self) -> Any:
-        """The last inserted row id where the driver reports one (SQLite)."""
-        return self._result.lastrowid if self._result else None
 
     async def fetchone(self) -> Row | None:
         """The next row, or None."""
-        rows = self._rows()
-        if self._position >= len(rows):
-            return None
-        self._position += 1
-        return rows[self._position - 1]
+        self._check()
+        rows = self._take(1)
+        return rows[0] if rows else None
 
     async def fetchmany(self, size: int = 1) -> list[Row]:
         """Up to ``size`` next rows."""
-        rows = self._rows()[self._position : self._position + size]
-        self._position += len(rows)
-        return rows
+        self._check()
+        return self._take(size)
 
     async def fetchall(self) -> list[Row]:
         """All remaining rows."""
-        rows = self._rows()[self._position :]
-        self._position += len(rows)
-        return rows
+        self._check()
+        return self._take(None)
 
-    def close(self) -> None:
-        """Forget the last result."""
-        self._result = None
-
-    def _rows(self) -> list[Row]:
+    def _check(self) -> None:
         if self._result is None:
             raise ProgrammingError("execute() a statement before fetching.")
-        return list(self._result.rows)
 
 
-def cursor(using: str | None = None) -> AsyncCursor:
-    """An async cursor on the native alias ``using`` (default: ``"default"``)."""
-    return AsyncCursor(seam.default_alias(using))
-
-
-class BridgeCursor:
+class BridgeCursor(_Buffered):
     """The DB-API cursor Django's sync code gets inside the bridge.
 
     Django wraps it in its own CursorWrapper (error mapping, query logging), and its
-    compilers and backend operations read it as they read a driver cursor; each
-    ``execute`` runs through the seam natively.
+    compilers and backend operations read it as they read a driver cursor.
     """
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self._result: Result | None = None
-        self._position = 0
 
     def execute(self, sql: str, params: Params = None) -> BridgeCursor:
         """Run one statement natively and keep its result."""
         from .bridge import await_
 
         # Django's CursorWrapper around this cursor logs the statement itself.
-        self._result = await_(seam.run(self.alias, sql, params, logged=False))
-        self._position = 0
+        self._keep(await_(seam.run(self.alias, sql, params, logged=False)))
         return self
 
     def executemany(self, sql: str, param_list: Iterable[Params]) -> BridgeCursor:
@@ -131,51 +133,28 @@ class BridgeCursor:
         return self
 
     @property
-    def description(self) -> list[Any] | None:
-        """Column descriptions of the last statement."""
-        return self._result.description if self._result else None
-
-    @property
-    def rowcount(self) -> int:
-        """Rows produced or affected by the last statement."""
-        return self._result.rowcount if self._result else -1
-
-    @property
-    def lastrowid(self) -> Any:
-        """The last inserted row id where the driver reports one."""
-        return self._result.lastrowid if self._result else None
-
-    @property
     def _query(self) -> Any:
         """What Django's PostgreSQL backend reads to log the last query."""
         return self._result.query if self._result else None
 
     def fetchone(self) -> Row | None:
         """The next row, or None."""
-        rows = self._result.rows if self._result else []
-        if self._position >= len(rows):
-            return None
-        self._position += 1
-        return rows[self._position - 1]
+        rows = self._take(1)
+        return rows[0] if rows else None
 
     def fetchmany(self, size: int = 1) -> list[Row]:
         """Up to ``size`` next rows."""
-        rows = self._result.rows if self._result else []
-        chunk = rows[self._position : self._position + size]
-        self._position += len(chunk)
-        return chunk
+        return self._take(size)
 
     def fetchall(self) -> list[Row]:
         """All remaining rows."""
-        rows = self._result.rows if self._result else []
-        chunk = rows[self._position :]
-        self._position = len(rows)
-        return chunk
+        return self._take(None)
 
     def __iter__(self) -> Iterator[Row]:
-        while (row := self.fetchone()) is not None:
-            yield row
+        while rows := self._take(1):
+            yield rows[0]
 
-    def close(self) -> None:
-        """Forget the last result."""
-        self._result = None
+
+def cursor(using: str | None = None) -> AsyncCursor:
+    """An async cursor on the native alias ``using`` (default: ``"default"``)."""
+    return AsyncCursor(seam.default_alias(using))

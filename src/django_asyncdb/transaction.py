@@ -22,7 +22,7 @@ from . import bridge, testing
 from . import connections as seam
 from .backends.base import Connection
 from .connections import Level
-from .errors import SyncCallInAsyncContext, translate
+from .errors import SyncCallInAsyncContext
 from .pool import Pool
 
 __all__ = [
@@ -67,20 +67,14 @@ class Transaction:
         """Run a transaction-control statement (None: BEGIN); an interrupted one breaks the
         connection."""
         connection = self.connection
-        try:
-            with seam.log_transaction_statement(self.alias, sql or "BEGIN"):
-                if sql is None:
-                    await connection.begin()
-                else:
-                    await connection.run(sql, None)
-        except Exception as exc:
-            error = translate(exc, connection.driver)
-            if error is not None:
-                raise error from exc
-            raise
-        except BaseException:
-            connection.broken = True
-            raise
+        with (
+            seam.driver_errors(connection),
+            seam.log_transaction_statement(self.alias, sql or "BEGIN"),
+        ):
+            if sql is None:
+                await connection.begin()
+            else:
+                await connection.run(sql, None)
 
     def new_savepoint_id(self) -> str:
         """A savepoint name unique within this transaction."""
@@ -320,19 +314,20 @@ asavepoint_create = asavepoint
 
 async def asavepoint_commit(sid: str | None, using: str | None = None) -> None:
     """Async twin of ``transaction.savepoint_commit(sid)``."""
-    level = _level_for_savepoints(using)
-    if level is None or sid is None:
-        return
-    async with level.lock:
-        level.transaction.check_usable(level)
-        await level.transaction.savepoint_commit(sid)
+    await _on_savepoint(using, sid, Transaction.savepoint_commit)
 
 
 async def asavepoint_rollback(sid: str | None, using: str | None = None) -> None:
     """Async twin of ``transaction.savepoint_rollback(sid)``."""
+    await _on_savepoint(using, sid, Transaction.savepoint_rollback)
+
+
+async def _on_savepoint(
+    using: str | None, sid: str | None, action: Callable[[Transaction, str], Any]
+) -> None:
     level = _level_for_savepoints(using)
-    if level is None or sid is None:
+    if level is None or sid is None:  # no transaction: nothing to do, as in Django
         return
     async with level.lock:
         level.transaction.check_usable(level)
-        await level.transaction.savepoint_rollback(sid)
+        await action(level.transaction, sid)
