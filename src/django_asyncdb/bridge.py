@@ -12,12 +12,15 @@ is replaced.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import greenlet
 
-__all__ = ["await_", "in_bridge", "run"]
+from . import connections as seam
+
+__all__ = ["await_", "in_bridge", "run", "twin"]
 
 T = TypeVar("T")
 
@@ -56,3 +59,28 @@ def await_(awaitable: Awaitable[T]) -> T:
             close()
         raise RuntimeError("await_() called outside django_asyncdb's bridge")
     return current.parent.switch(awaitable)
+
+
+def twin(
+    original: Callable[..., Any],
+    sync_name: str,
+    alias_of: Callable[[Any, dict[str, Any]], str],
+    doc: str,
+) -> Callable[..., Any]:
+    """The native replacement of Django's async method ``original``.
+
+    It runs ``self.<sync_name>`` in the bridge when the database (``alias_of(self,
+    kwargs)``) is native, and Django's ``original`` otherwise. Attributes Django sets on
+    its method (``alters_data``, ``queryset_only``) are kept.
+    """
+
+    @functools.wraps(original)
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        alias = alias_of(self, kwargs)
+        if not seam.is_native(alias):
+            return await original(self, *args, **kwargs)
+        await seam.prepare(alias)
+        return await run(getattr(self, sync_name), *args, **kwargs)
+
+    method.__doc__ = doc
+    return method

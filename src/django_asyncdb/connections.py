@@ -62,6 +62,15 @@ class Level:
         self.token: Any = None
         self.test: Any = None  # set on the level standing for a test's transaction
 
+    def savepoint_ids(self) -> set[str | None]:
+        """The savepoints this level is inside (an on_commit hook goes if one rolls back)."""
+        ids = set()
+        level: Level | None = self
+        while level is not None:
+            ids.add(level.sid)
+            level = level.parent
+        return ids
+
 
 def in_event_loop() -> bool:
     """True if an event loop runs in this thread (where Django refuses sync I/O)."""

@@ -13,41 +13,27 @@ from django.db import router
 from django.db.models import Model
 
 from . import bridge
-from . import connections as seam
 
 __all__ = ["model_method"]
 
-_originals: dict[str, Any] = {}
+
+def _write_alias(instance: Model, kwargs: dict[str, Any]) -> str:
+    return kwargs.get("using") or router.db_for_write(type(instance), instance=instance)
+
+
+def _read_alias(instance: Model, kwargs: dict[str, Any]) -> str:
+    return (
+        kwargs.get("using")
+        or instance._state.db
+        or router.db_for_read(type(instance), instance=instance)
+    )
 
 
 def model_method(name: str, *, write: bool) -> Callable[..., Any]:
     """The native ``Model.a<name>``: ``Model.<name>`` run in the bridge."""
-    original = getattr(Model, f"a{name}")
-    _originals[f"a{name}"] = original
-
-    @functools.wraps(original)  # keeps alters_data and the like
-    async def method(self: Model, *args: Any, **kwargs: Any) -> Any:
-        if name == "save" and args:
-            # Checked (and warned about, pointing at the caller) as Django's asave() does.
-            parse = getattr(self, "_parse_save_params", None)
-            if parse is None:  # Django 6: keyword-only, as Django's asave()
-                raise TypeError(
-                    f"Model.asave() takes 1 positional argument but {len(args) + 1} were given"
-                )
-            values = parse(*args, method_name="asave", **{**_SAVE_DEFAULTS, **kwargs})
-            kwargs, args = dict(zip(_SAVE_DEFAULTS, values, strict=True)), ()
-        alias = kwargs.get("using") or (
-            router.db_for_write(type(self), instance=self)
-            if write
-            else self._state.db or router.db_for_read(type(self), instance=self)
-        )
-        if not seam.is_native(alias):
-            return await original(self, *args, **kwargs)
-        await seam.prepare(alias)
-        return await bridge.run(getattr(self, name), *args, **kwargs)
-
-    method.__doc__ = f"Native async twin of Model.{name}()."
-    return method
+    alias_of = _write_alias if write else _read_alias
+    doc = f"Native async twin of Model.{name}()."
+    return bridge.twin(getattr(Model, f"a{name}"), name, alias_of, doc)
 
 
 _SAVE_DEFAULTS = {
@@ -56,10 +42,26 @@ _SAVE_DEFAULTS = {
     "using": None,
     "update_fields": None,
 }
+_asave = model_method("save", write=True)
+
+
+@functools.wraps(Model.asave)
+async def asave(self: Model, *args: Any, **kwargs: Any) -> Any:
+    """Native async twin of Model.save()."""
+    if args:
+        # Checked (and warned about, pointing at the caller) as Django's asave() does.
+        parse = getattr(self, "_parse_save_params", None)
+        if parse is None:  # Django 6: keyword-only, as Django's asave()
+            raise TypeError(
+                f"Model.asave() takes 1 positional argument but {len(args) + 1} were given"
+            )
+        values = parse(*args, method_name="asave", **{**_SAVE_DEFAULTS, **kwargs})
+        kwargs = dict(zip(_SAVE_DEFAULTS, values, strict=True))
+    return await _asave(self, **kwargs)
 
 
 METHODS = {
-    "asave": model_method("save", write=True),
+    "asave": asave,
     "adelete": model_method("delete", write=True),
     "arefresh_from_db": model_method("refresh_from_db", write=False),
 }

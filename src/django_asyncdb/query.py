@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import aclosing
@@ -178,26 +177,19 @@ def queryset_await(self: QuerySet[Any]) -> Generator[Any, None, list[Any]]:
     return _evaluate(self).__await__()
 
 
-def _write_alias(queryset: QuerySet[Any]) -> str:
+def _write_alias(queryset: QuerySet[Any], kwargs: dict[str, Any]) -> str:
     return queryset._db or router.db_for_write(queryset.model, **queryset._hints)
+
+
+def _read_alias(queryset: QuerySet[Any], kwargs: dict[str, Any]) -> str:
+    return queryset.db
 
 
 def bridged(name: str, *, write: bool = False) -> Callable[..., Any]:
     """The native ``a<name>`` of QuerySet: Django's sync ``<name>`` run in the bridge."""
-    sync_method = getattr(QuerySet, name)
     original = getattr(QuerySet, f"a{name}")
-    _originals[f"a{name}"] = original
-
-    @functools.wraps(original)  # keeps queryset_only, alters_data
-    async def method(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
-        alias = _write_alias(self) if write else self.db
-        if not seam.is_native(alias):
-            return await original(self, *args, **kwargs)
-        await seam.prepare(alias)
-        return await bridge.run(sync_method, self, *args, **kwargs)
-
-    method.__doc__ = f"Native async twin of QuerySet.{name}()."
-    return method
+    alias_of = _write_alias if write else _read_alias
+    return bridge.twin(original, name, alias_of, f"Native async twin of QuerySet.{name}().")
 
 
 _READS = (

@@ -14,7 +14,6 @@ from django.db.models.fields.related_descriptors import (
 )
 
 from . import bridge
-from . import connections as seam
 from .errors import RelationNotLoaded
 from .query import sync_io_forbidden
 
@@ -85,19 +84,13 @@ MANAGER_METHODS = (
 )
 
 
+def _manager_alias(manager: Any, kwargs: dict[str, Any]) -> str:
+    return manager._db or router.db_for_write(manager.model, instance=manager.instance)
+
+
 def _manager_method(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    sync_name = name[1:]
-
-    @functools.wraps(original)
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        alias = self._db or router.db_for_write(self.model, instance=self.instance)
-        if not seam.is_native(alias):
-            return await original(self, *args, **kwargs)
-        await seam.prepare(alias)
-        return await bridge.run(getattr(self, sync_name), *args, **kwargs)
-
-    method.__doc__ = f"Native async twin of the related manager's {sync_name}()."
-    return method
+    doc = f"Native async twin of the related manager's {name[1:]}()."
+    return bridge.twin(original, name[1:], _manager_alias, doc)
 
 
 def native_manager_factory(factory: Callable[..., type]) -> Callable[..., type]:

@@ -106,11 +106,6 @@ class TestTransaction:
         self.wrapper = wrapper
         self.transaction = Transaction(alias, None, InlineConnection(wrapper))
         self.depth = 0
-        self.is_test = True
-
-
-def _state(wrapper: BaseDatabaseWrapper) -> dict[str, Any]:
-    return wrapper.__dict__
 
 
 _lock = threading.Lock()
@@ -144,9 +139,9 @@ def exit(alias: str) -> None:
 def _bind(test: TestTransaction) -> None:
     """Share the rollback flag and the on_commit list with the sync connection."""
     transaction = test.transaction
-    state = _state(test.wrapper)
     transaction.__class__ = _bound_class(type(transaction))
-    transaction._sync_state = state  # type: ignore[attr-defined]
+    # The wrapper's own attribute storage (its routed properties keep sync values there).
+    transaction._sync_state = test.wrapper.__dict__  # type: ignore[attr-defined]
 
 
 _bound: dict[type, type] = {}

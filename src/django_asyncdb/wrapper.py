@@ -49,12 +49,7 @@ def on_commit(self: BaseDatabaseWrapper, func: Callable[[], Any], robust: bool =
     if not callable(func):
         raise TypeError("on_commit()'s callback must be a callable.")
     if level is not None:
-        sids = set()
-        current: seam.Level | None = level
-        while current is not None:
-            sids.add(current.sid)
-            current = current.parent
-        level.transaction.run_on_commit.append((sids, func, robust))
+        level.transaction.run_on_commit.append((level.savepoint_ids(), func, robust))
         return
     # No transaction in progress, autocommit: run now, as Django does.
     try:
@@ -95,39 +90,26 @@ def _refuse(name: str) -> SyncCallInAsyncContext:
     )
 
 
-def savepoint(self: BaseDatabaseWrapper) -> Any:
-    """Native in the bridge; refused in async code (use ``await transaction.asavepoint()``)."""
-    if _level(self) is not None:
+def _savepoint_method(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """``savepoint``/``savepoint_commit``/``savepoint_rollback``: native in the bridge;
+    refused elsewhere in an async atomic block (the async twin ``a<name>`` is the way)."""
+
+    def method(self: BaseDatabaseWrapper, *args: Any) -> Any:
+        if _level(self) is None:
+            return original(self, *args)
         if not bridge.in_bridge():
-            raise _refuse("savepoint")
-        from .transaction import asavepoint
+            raise _refuse(name)
+        from . import transaction
 
-        return bridge.await_(asavepoint(self.alias))
-    return _original_savepoint(self)
+        return bridge.await_(getattr(transaction, f"a{name}")(*args, using=self.alias))
 
-
-def savepoint_commit(self: BaseDatabaseWrapper, sid: str) -> None:
-    """Native in the bridge; refused in async code (use ``asavepoint_commit``)."""
-    if _level(self) is not None:
-        if not bridge.in_bridge():
-            raise _refuse("savepoint_commit")
-        from .transaction import asavepoint_commit
-
-        bridge.await_(asavepoint_commit(sid, self.alias))
-        return
-    _original_savepoint_commit(self, sid)
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
-def savepoint_rollback(self: BaseDatabaseWrapper, sid: str) -> None:
-    """Native in the bridge; refused in async code (use ``asavepoint_rollback``)."""
-    if _level(self) is not None:
-        if not bridge.in_bridge():
-            raise _refuse("savepoint_rollback")
-        from .transaction import asavepoint_rollback
-
-        bridge.await_(asavepoint_rollback(sid, self.alias))
-        return
-    _original_savepoint_rollback(self, sid)
+savepoint = _savepoint_method("savepoint", _original_savepoint)
+savepoint_commit = _savepoint_method("savepoint_commit", _original_savepoint_commit)
+savepoint_rollback = _savepoint_method("savepoint_rollback", _original_savepoint_rollback)
 
 
 def get_autocommit(self: BaseDatabaseWrapper) -> bool:
