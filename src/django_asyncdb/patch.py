@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models as django_models
 from django.db import transaction as django_transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -141,7 +142,7 @@ def _backend_wrappers() -> list[type]:
     for module in ("django.db.backends.sqlite3.base", "django.db.backends.postgresql.base"):
         try:
             classes.append(import_module(module).DatabaseWrapper)
-        except ImportError:  # psycopg not installed: no PostgreSQL alias can be native
+        except (ImportError, ImproperlyConfigured):  # no psycopg: no PostgreSQL alias at all
             continue
     return classes
 
