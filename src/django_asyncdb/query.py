@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import aclosing
@@ -26,7 +28,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.query import Query
 
-from . import bridge
+from . import bridge, shapes
 from . import connections as seam
 from .backends.base import Row
 from .errors import SyncCallInAsyncContext
@@ -133,6 +135,7 @@ async def _fetch_objects(queryset: QuerySet[Any]) -> list[Any]:
     if compiled is None:
         return []
     compiler, sql, params = compiled
+    shapes.record(compiler, sql, params)
     rows = await seam.fetchall(queryset.db, sql, params)
     return _materialize(queryset, compiler, _trim(compiler, rows))
 
@@ -193,7 +196,6 @@ def bridged(name: str, *, write: bool = False) -> Callable[..., Any]:
 
 
 _READS = (
-    "get",
     "first",
     "last",
     "earliest",
@@ -214,10 +216,43 @@ _WRITES = (
     "get_or_create",
     "update_or_create",
 )
+_aget_in_bridge = bridged("get")
+
+
+@functools.wraps(QuerySet.aget)
+async def aget(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
+    """Native async twin of QuerySet.get(), with the statements of repeated shapes
+    cached (see :mod:`~django_asyncdb.shapes`)."""
+    items = sorted(kwargs.items())  # the order Django's Q() gives the lookups
+    key = None if args else shapes.shape_key(self, items)
+    if key is None or not seam.is_native(key[1]):
+        return await _aget_in_bridge(self, *args, **kwargs)
+    alias = key[1]
+    await seam.prepare(alias)
+    known = shapes.shapes_of(connections[alias])
+    if key in known:
+        shape = known[key]
+        params = None if shape is None else shapes.lookup_params(shape, items)
+        if shape is not None and params is not None:
+            rows = await seam.fetchall(alias, shape.sql, params)
+            if len(rows) == 1:  # otherwise Django's get() raises its own error
+                compiler = copy.copy(shape.compiler)
+                return _materialize(self, compiler, _trim(compiler, rows))[0]
+        return await bridge.run(self.get, **kwargs)
+    with shapes.capturing() as captured:
+        try:
+            return await bridge.run(self.get, **kwargs)
+        finally:
+            if captured:
+                shapes.remember(key, shapes.learn(key, items, captured))
+
+
 # Built once, at import (before install), so the originals recorded are Django's.
-METHODS = {f"a{name}": bridged(name) for name in _READS} | {
-    f"a{name}": bridged(name, write=True) for name in _WRITES
-}
+METHODS = (
+    {"aget": aget}
+    | {f"a{name}": bridged(name) for name in _READS}
+    | {f"a{name}": bridged(name, write=True) for name in _WRITES}
+)
 
 
 async def aiterator(self: QuerySet[Any], chunk_size: int = 2000) -> AsyncIterator[Any]:

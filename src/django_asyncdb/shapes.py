@@ -1,0 +1,242 @@
+"""Statements learned from Django for repeated ``get()`` shapes.
+
+``await Model.objects.aget(pk=1)`` spends most of its CPU time in Django building
+the filtered clone and compiling it to SQL, and that work is the same for every
+call of the same shape. The first call of a shape runs Django's own ``get()``
+(in the bridge) and this module keeps what Django produced: the SQL, the compiler
+(select list, converters) and, for each keyword, the lookup class and its
+left-hand side. Later calls of the shape build only the lookups, with Django's
+own classes (so values are validated and converted exactly as Django does),
+compile each one with Django's compiler and check that it gives the very SQL
+fragment Django gave; the cached statement is used only then. Rows go through
+Django's own iterable (``from_db``, converters, ``post_init``).
+
+A call is eligible only when nothing but the keywords differs from a plain
+manager queryset: no other filter, ordering, select_related, values, deferral,
+annotations, custom QuerySet overriding the methods involved. Anything else, a
+value of another type than a plain scalar, a fragment that differs, and every
+result other than exactly one row (so ``DoesNotExist`` and
+``MultipleObjectsReturned`` are raised by Django) take Django's path.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import decimal
+import uuid
+import weakref
+from collections.abc import Generator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.db import connections
+from django.db.models.lookups import IsNull, Lookup
+from django.db.models.query import ModelIterable, QuerySet
+from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.query import Query
+from django.db.models.sql.where import AND
+
+__all__ = ["Shape", "capturing", "learn", "lookup_params", "shape_key"]
+
+# Exact value types a cached shape accepts (subclasses, None and expressions do not).
+SCALARS = frozenset(
+    {
+        int,
+        str,
+        bool,
+        float,
+        decimal.Decimal,
+        uuid.UUID,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+    }
+)
+# QuerySet methods get() runs through; a subclass overriding one keeps Django's path.
+_GET_PATH = (
+    "get",
+    "filter",
+    "_filter_or_exclude",
+    "_filter_or_exclude_inplace",
+    "order_by",
+    "_chain",
+    "_clone",
+    "__len__",
+    "_fetch_all",
+    "query",
+)
+MAX_SHAPES = 1024
+# Query attributes that cache values derived from others (which are compared).
+_DERIVED = frozenset({"base_table", "_annotation_select_cache", "_extra_select_cache"})
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A compiled get() of one model, alias and keyword set."""
+
+    sql: str
+    compiler: SQLCompiler
+    lookups: tuple[tuple[type[Lookup], Any, str], ...]  # (class, lhs, SQL fragment)
+
+
+# Per Django connection wrapper (one per thread and alias, replaced when DATABASES
+# changes): shape key -> Shape, or None for a key that can't be cached.
+_shapes: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Shape | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_fresh: dict[type, dict[str, Any]] = {}
+_plain_classes: dict[type, bool] = {}
+
+# While Django's get() runs to learn a shape: the first (compiler, sql, params) run.
+_capture: ContextVar[list[tuple[SQLCompiler, str, Any]] | None] = ContextVar(
+    "django_asyncdb_capture", default=None
+)
+
+
+def _plain_class(cls: type) -> bool:
+    plain = _plain_classes.get(cls)
+    if plain is None:
+        plain = _plain_classes[cls] = all(
+            getattr(cls, name) is getattr(QuerySet, name) for name in _GET_PATH
+        )
+    return plain
+
+
+def _pristine(query: Query) -> bool:
+    """True if ``query`` is in the state ``Query(model)`` makes: every attribute equal to
+    a fresh query's, or to the class default (chaining stores some defaults on the
+    instance), caches of derived values aside."""
+    if type(query) is not Query:
+        return False
+    fresh = _fresh.get(query.model)
+    if fresh is None:
+        fresh = _fresh[query.model] = dict(Query(query.model).__dict__)
+    for name, value in query.__dict__.items():
+        expected = fresh.get(name, _MISSING)
+        if expected is _MISSING:
+            if name in _DERIVED:
+                continue
+            expected = getattr(Query, name, _MISSING)
+        if value is not expected and value != expected:
+            return False
+    return True
+
+
+def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[Any, ...] | None:
+    """The cache key of ``queryset.get(**dict(items))``, or None if it isn't eligible."""
+    if (
+        not items
+        or queryset._result_cache is not None
+        or queryset._iterable_class is not ModelIterable
+        or queryset._fields is not None
+        or queryset._prefetch_related_lookups
+        or queryset._known_related_objects
+        or queryset._deferred_filter is not None
+        or queryset._sticky_filter
+        or queryset._defer_next_filter
+        or not _plain_class(type(queryset))
+        or not _pristine(queryset._query)
+    ):
+        return None
+    types = []
+    for name, value in items:
+        kind = type(value)
+        if kind not in SCALARS:
+            return None
+        types.append((name, kind))
+    return (queryset.model, queryset.db, tuple(types))
+
+
+def shapes_of(wrapper: Any) -> dict[tuple[Any, ...], Shape | None]:
+    found = _shapes.get(wrapper)
+    if found is None:
+        found = _shapes[wrapper] = {}
+    return found
+
+
+def lookup_params(shape: Shape, items: list[tuple[str, Any]]) -> list[Any] | None:
+    """The statement's parameters for these values, or None if Django would write
+    other SQL for them (or refuse them: Django's path then raises its own error)."""
+    compiler = shape.compiler
+    params: list[Any] = []
+    try:
+        for (lookup_class, lhs, fragment), (_, value) in zip(shape.lookups, items, strict=True):
+            lookup = lookup_class(lhs, value)
+            if lookup.rhs is None and not lookup.can_use_none_as_rhs:
+                return None
+            sql, lookup_params = compiler.compile(lookup)
+            if sql != fragment:
+                return None
+            params.extend(lookup_params)
+    except (EmptyResultSet, FullResultSet):
+        return None
+    except Exception:  # a value Django rejects: its own path raises the error
+        return None
+    return params
+
+
+@contextmanager
+def capturing() -> Generator[list[tuple[SQLCompiler, str, Any]], None, None]:
+    """Record the first statement a queryset evaluation compiles in this context."""
+    captured: list[tuple[SQLCompiler, str, Any]] = []
+    token = _capture.set(captured)
+    try:
+        yield captured
+    finally:
+        _capture.reset(token)
+
+
+def record(compiler: SQLCompiler, sql: str, params: Any) -> None:
+    """Called by the read path for each compiled queryset."""
+    captured = _capture.get()
+    if captured is not None and not captured:
+        captured.append((compiler, sql, params))
+
+
+def learn(
+    key: tuple[Any, ...],
+    items: list[tuple[str, Any]],
+    captured: list[tuple[SQLCompiler, str, Any]],
+) -> Shape | None:
+    """Make a Shape from what Django's get() compiled, if it is exactly one lookup per
+    keyword, ANDed, whose fragments and parameters Django reproduces from the values."""
+    if not captured:
+        return None
+    compiler, sql, params = captured[0]
+    where = compiler.query.where
+    if (
+        compiler.query.model is not key[0]
+        or where.connector != AND
+        or where.negated
+        or len(where.children) != len(items)
+    ):
+        return None
+    lookups = []
+    all_params: list[Any] = []
+    try:
+        for child, (_, value) in zip(where.children, items, strict=True):
+            if not isinstance(child, Lookup) or isinstance(child, IsNull):
+                return None
+            fragment, child_params = compiler.compile(child)
+            again_sql, again_params = compiler.compile(type(child)(child.lhs, value))
+            if again_sql != fragment or list(again_params) != list(child_params):
+                return None
+            lookups.append((type(child), child.lhs, fragment))
+            all_params.extend(child_params)
+    except Exception:
+        return None
+    if list(params) != all_params:
+        return None
+    return Shape(sql, copy.copy(compiler), tuple(lookups))
+
+
+def remember(key: tuple[Any, ...], shape: Shape | None) -> None:
+    found = shapes_of(connections[key[1]])
+    if len(found) >= MAX_SHAPES:
+        found.clear()
+    found[key] = shape
