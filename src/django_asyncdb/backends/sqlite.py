@@ -87,11 +87,14 @@ class SqliteConnection(base.Connection):
         return list(await self.raw.execute_fetchall(_convert(sql, params), params or ()))
 
     async def run(self, sql: str, params: Params) -> Result:
-        """Run any statement."""
-        cursor = await self.raw.execute(_convert(sql, params), params or ())
+        """Run any statement: one trip to aiosqlite's thread, not one per cursor call."""
+        return await self.raw._execute(self._run_in_thread, _convert(sql, params), params or ())
+
+    def _run_in_thread(self, sql: str, params: Any) -> Result:
+        cursor = self.raw._conn.execute(sql, params)
         try:
             description = cursor.description
-            rows = list(await cursor.fetchall()) if description is not None else []
+            rows = cursor.fetchall() if description is not None else []
             return Result(
                 list(description) if description else None,
                 rows,
@@ -99,7 +102,7 @@ class SqliteConnection(base.Connection):
                 cursor.lastrowid,
             )
         finally:
-            await cursor.close()
+            cursor.close()
 
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> SqliteStream:
         """Start stepping a query."""
@@ -107,7 +110,7 @@ class SqliteConnection(base.Connection):
 
     async def begin(self) -> None:
         """BEGIN, with OPTIONS['transaction_mode'] as Django uses it."""
-        await self.raw.execute(self.begin_sql)
+        await self.run(self.begin_sql, None)
 
     async def abort(self) -> None:
         """sqlite3's interrupt() is safe from any thread: the statement stops at once."""

@@ -1,0 +1,171 @@
+"""The ceiling: the driver alone (psycopg 3 async, aiosqlite) with a minimal pool (a
+queue of ten connections), hand-written SQL, rows as tuples (dicts for values)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import Any
+
+from benchmarks import bench_app, data
+from benchmarks.workloads import (
+    BATCH,
+    BULK,
+    BY_KEY,
+    MANY,
+    PAGE,
+    delete_op,
+    drive,
+    fields,
+    page_of_books,
+    page_of_items,
+)
+
+ITEM = "id, name, value, price, created"
+
+
+def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+    postgresql = database == "postgresql"
+    mark = "%s" if postgresql else "?"
+
+    def row(n: int) -> tuple[Any, ...]:
+        values = tuple(fields(n).values())
+        return values if postgresql else tuple(data._sqlite(v) for v in values)
+
+    async def connect() -> Any:
+        if postgresql:
+            import psycopg
+
+            db = bench_app.PG
+            return await psycopg.AsyncConnection.connect(
+                dbname=db["NAME"],
+                user=db["USER"],
+                host=db["HOST"],
+                port=db["PORT"],
+                password=db["PASSWORD"] or None,
+                autocommit=True,
+            )
+        import aiosqlite
+
+        return await aiosqlite.connect(bench_app.SQLITE["NAME"], isolation_level=None)
+
+    async def main() -> dict[str, float]:
+        pool: asyncio.Queue[Any] = asyncio.Queue()
+        connections = [await connect() for _ in range(10)]
+        for connection in connections:
+            pool.put_nowait(connection)
+
+        @asynccontextmanager
+        async def acquire() -> Any:
+            connection = await pool.get()
+            try:
+                yield connection
+            finally:
+                pool.put_nowait(connection)
+
+        async def fetch(sql: str, params: tuple[Any, ...] = ()) -> tuple[list[Any], Any]:
+            async with acquire() as connection:
+                cursor = await connection.execute(sql, params)
+                return await cursor.fetchall(), cursor.description
+
+        async def execute(sql: str, params: Any = ()) -> None:
+            async with acquire() as connection:
+                await connection.execute(sql, params)
+
+        insert_sql = (
+            "INSERT INTO bench_models_item (name, value, price, created) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark})"
+        )
+
+        async def values(n: int) -> list[dict[str, Any]]:
+            rows, description = await fetch(
+                f"SELECT {ITEM} FROM bench_models_item WHERE value <= {mark}", (MANY,)
+            )
+            names = [column[0] for column in description]
+            return [dict(zip(names, r, strict=True)) for r in rows]
+
+        async def page_related(n: int) -> list[Any]:
+            books, _ = await fetch(
+                "SELECT b.id, b.title, b.author_id, a.id, a.name FROM bench_models_book b "
+                "JOIN bench_models_author a ON a.id = b.author_id "
+                f"ORDER BY b.id LIMIT {PAGE} OFFSET {page_of_books(n)}"
+            )
+            ids = [book[0] for book in books]
+            marks = ", ".join([mark] * len(ids))
+            tags, _ = await fetch(
+                "SELECT bt.book_id, t.id, t.name FROM bench_models_tag t "
+                "JOIN bench_models_book_tags bt ON bt.tag_id = t.id "
+                f"WHERE bt.book_id IN ({marks})",
+                tuple(ids),
+            )
+            return [books, tags]
+
+        async def insert_transaction(n: int) -> None:
+            async with acquire() as connection:
+                if postgresql:
+                    async with connection.transaction():
+                        for k in range(BATCH):
+                            await connection.execute(insert_sql, row(n * BATCH + k))
+                else:
+                    await connection.execute("BEGIN")
+                    for k in range(BATCH):
+                        await connection.execute(insert_sql, row(n * BATCH + k))
+                    await connection.execute("COMMIT")
+
+        async def bulk_insert(n: int) -> None:
+            async with acquire() as connection:
+                if postgresql:
+                    async with connection.transaction():
+                        await connection.cursor().executemany(
+                            insert_sql, [row(n * BULK + k) for k in range(BULK)]
+                        )
+                else:
+                    await connection.execute("BEGIN")
+                    await connection.executemany(
+                        insert_sql, [row(n * BULK + k) for k in range(BULK)]
+                    )
+                    await connection.execute("COMMIT")
+
+        many = f"SELECT {ITEM} FROM bench_models_item WHERE value <= {mark}"
+        ops: dict[str, Any] = {
+            "get": lambda n: fetch(
+                f"SELECT {ITEM} FROM bench_models_item WHERE id = {mark}", (n % data.ITEMS + 1,)
+            ),
+            "filter_many": lambda n: fetch(many, (MANY,)),
+            "paged": lambda n: fetch(
+                f"SELECT {ITEM} FROM bench_models_item ORDER BY id "
+                f"LIMIT {PAGE} OFFSET {page_of_items(n)}"
+            ),
+            "values": values,
+            "values_list": lambda n: fetch(many, (MANY,)),
+            "page_related": page_related,
+            "insert": lambda n: execute(insert_sql, row(n)),
+            "insert_transaction": insert_transaction,
+            "bulk_insert": bulk_insert,
+            "update_all": lambda n: execute(
+                f"UPDATE bench_models_item SET name = {mark}, value = {mark}, price = {mark}, "
+                f"created = {mark} WHERE id = {mark}",
+                (*row(n), 1),
+            ),
+            "update_one": lambda n: execute(
+                f"UPDATE bench_models_item SET value = {mark} WHERE id = {mark}", (n, 1)
+            ),
+        }
+
+        async def delete_one(pk: int) -> None:
+            await execute(f"DELETE FROM bench_models_item WHERE id = {mark}", (pk,))
+
+        ops["get_concurrent"] = ops["get"]
+        ops["insert_concurrent"] = ops["insert"]
+        results: dict[str, float] = {}
+        try:
+            for key in keys:
+                if key == "delete":
+                    ops[key] = delete_op(database, seconds, delete_one)
+                results[key] = await drive(ops[key], BY_KEY[key].concurrency, seconds)
+        finally:
+            for connection in connections:
+                await connection.close()
+        return results
+
+    return asyncio.run(main())
