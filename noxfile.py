@@ -44,7 +44,7 @@ def _postgresql_reachable() -> bool:
 @nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
 def tests(session: nox.Session, django: str) -> None:
     """The test suite on SQLite and PostgreSQL (PostgreSQL required when CI is set)."""
-    session.install(f"django~={django}.0", "-e", ".[dev]")
+    session.install(f"django~={django}.0", "-e", ".[dev,bench]")
     session.run("pytest", *session.posargs)
     # pytest-django's own fixtures, on the test databases it creates.
     session.run("pytest", "-c", "tests_pytest_django/pytest.ini", "tests_pytest_django")
