@@ -90,7 +90,7 @@ def run_django_sync(database: str, seconds: float, keys: list[str]) -> dict[str,
 def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> dict[str, float]:
     bench_app.configure(database, native=native)
     from asgiref.sync import ThreadSensitiveContext, sync_to_async
-    from django.db import transaction
+    from django.db import connections, transaction
 
     Item, items, page = _models()
 
@@ -116,6 +116,15 @@ def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> 
     async def delete_one(pk: int) -> None:
         await items.filter(pk=pk).adelete()
 
+    class RequestContext(ThreadSensitiveContext):
+        """Django's built-in async ORM: each task in its own ThreadSensitiveContext, as
+        ASGIHandler runs each request, closing its thread's connection at the end as
+        request_finished does."""
+
+        async def __aexit__(self, *exc: object) -> None:
+            await sync_to_async(connections.close_all)()
+            await super().__aexit__(*exc)
+
     async def main() -> dict[str, float]:
         get = lambda n: items.aget(pk=n % data.ITEMS + 1)  # noqa: E731
         insert = lambda n: items.acreate(**fields(n))  # noqa: E731
@@ -134,9 +143,7 @@ def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> 
                 [Item(**fields(n * BULK + k)) for k in range(BULK)]
             ),
         }
-        # Django's built-in async ORM: each task in its own ThreadSensitiveContext, as
-        # ASGIHandler runs each request.
-        context = None if native else ThreadSensitiveContext
+        context = None if native else RequestContext
         results: dict[str, float] = {}
         await get(0)
         for key in keys:

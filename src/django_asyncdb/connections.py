@@ -160,13 +160,16 @@ def settings_changed(*, setting: str, **kwargs: Any) -> None:
 async def prepare(alias: str) -> BaseDatabaseWrapper:
     """Open the pool if needed and give Django's wrapper the facts its compiler reads."""
     found = pool(alias)
+    wrapper = connections[alias]
+    if found.ready_for is wrapper and not contenttypes.needs_warming(alias):
+        return wrapper  # the common case: everything below was done for this wrapper
     opened = found._opened
     if opened is None or not opened.done():
         await found.open()
-    wrapper = connections[alias]
     found.backend.install_facts(wrapper)
     if contenttypes.needs_warming(alias):
         await contenttypes.warm(alias)
+    found.ready_for = wrapper
     return wrapper
 
 

@@ -12,16 +12,27 @@ import logging
 from typing import Any
 
 from django.apps import apps
+from django.core.signals import setting_changed
 from django.db import DatabaseError
+from django.dispatch import receiver
 
 logger = logging.getLogger("django_asyncdb")
 
 _loading: set[str] = set()
+_installed: list[bool] = []  # memo of apps.is_installed(contenttypes)
+
+
+@receiver(setting_changed)
+def _forget_installed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "INSTALLED_APPS":
+        _installed.clear()
 
 
 def needs_warming(alias: str) -> bool:
     """True if contenttypes is installed and its cache for ``alias`` is empty."""
-    if alias in _loading or not apps.is_installed("django.contrib.contenttypes"):
+    if not _installed:
+        _installed.append(apps.is_installed("django.contrib.contenttypes"))
+    if alias in _loading or not _installed[0]:
         return False
     from django.contrib.contenttypes.models import ContentType
 

@@ -40,6 +40,7 @@ class Pool:
         self._closing: set[asyncio.Task[None]] = set()
         self._opened: asyncio.Future[None] | None = None
         self.generation = 0  # of the settings it was made with
+        self.ready_for: object = None  # the Django wrapper prepare() last readied
 
     def __repr__(self) -> str:
         return f"<Pool {self.alias!r} size={self._size} idle={len(self._idle)}>"
