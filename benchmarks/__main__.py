@@ -114,6 +114,8 @@ def table(database: str, median: dict[tuple[str, str], float], systems: list[str
         "|---|" + "---:|" * (len(systems) + 3),
     ]
     for workload in WORKLOADS:
+        if not any((system, workload.key) in median for system in systems):
+            continue  # not measured in this run
         cells = []
         for system in systems:
             value = median.get((system, workload.key))
