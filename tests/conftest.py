@@ -1,7 +1,7 @@
-"""Test set-up: one Django project with a SQLite and a PostgreSQL alias.
+"""Test set-up: one Django project with a SQLite, a PostgreSQL and a MariaDB alias.
 
-SQLite always runs. PostgreSQL runs whenever the server is reachable, and must run
-under CI=true (then an unreachable server fails the run instead of skipping).
+SQLite always runs. PostgreSQL and MariaDB run whenever their server is reachable, and
+must run under CI=true (then an unreachable server fails the run instead of skipping).
 """
 
 import asyncio
@@ -43,10 +43,49 @@ def _pg_reachable() -> str | None:
     return None
 
 
+MARIADB = {
+    "ENGINE": "django.db.backends.mysql",
+    "NAME": "django_asyncdb_test",
+    "USER": os.environ.get("MYSQL_USER", "root"),
+    "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+    "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+    "PORT": os.environ.get("MYSQL_PORT", "3306"),
+    "TEST": {"CHARSET": "utf8mb4"},
+}
+
+
+def _mariadb_reachable() -> str | None:
+    try:
+        import MySQLdb
+
+        conn = MySQLdb.connect(
+            user=MARIADB["USER"],
+            password=MARIADB["PASSWORD"],
+            host=MARIADB["HOST"],
+            port=int(MARIADB["PORT"]),
+            connect_timeout=3,
+        )
+        try:
+            cursor = conn.cursor()
+            cursor.execute(f"DROP DATABASE IF EXISTS `{MARIADB['NAME']}`")
+            cursor.execute(f"CREATE DATABASE `{MARIADB['NAME']}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 PG_ERROR = _pg_reachable()
-ALIASES = ["default"] + ([] if PG_ERROR and not os.environ.get("CI") else ["postgresql"])
+MARIADB_ERROR = _mariadb_reachable()
+ALIASES = (
+    ["default"]
+    + ([] if PG_ERROR and not os.environ.get("CI") else ["postgresql"])
+    + ([] if MARIADB_ERROR and not os.environ.get("CI") else ["mariadb"])
+)
 # The same database through Django's own (thread-hopping) async path: the reference.
-REFERENCE = {"default": "optout", "postgresql": "postgresql_optout"}
+REFERENCE = {"default": "optout", "postgresql": "postgresql_optout", "mariadb": "mariadb_optout"}
+ERRORS = {"postgresql": PG_ERROR, "mariadb": MARIADB_ERROR}
 
 
 def pytest_configure(config):
@@ -64,6 +103,9 @@ def pytest_configure(config):
     if "postgresql" in ALIASES:
         databases["postgresql"] = PG
         databases["postgresql_optout"] = {**PG, "ASYNC": {"ENABLED": False}}
+    if "mariadb" in ALIASES:
+        databases["mariadb"] = MARIADB
+        databases["mariadb_optout"] = {**MARIADB, "ASYNC": {"ENABLED": False}}
     settings.configure(
         DEBUG=False,
         DATABASES=databases,
@@ -82,10 +124,15 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    if PG_ERROR:
-        state = "FAILING (CI=true)" if os.environ.get("CI") else "skipped"
-        return f"PostgreSQL tests {state}: server not reachable ({PG_ERROR})"
-    return f"PostgreSQL tests run against {PG['HOST']}:{PG['PORT']}"
+    lines = []
+    for name, alias, db in (("PostgreSQL", "postgresql", PG), ("MariaDB", "mariadb", MARIADB)):
+        error = ERRORS[alias]
+        if error:
+            state = "FAILING (CI=true)" if os.environ.get("CI") else "skipped"
+            lines.append(f"{name} tests {state}: server not reachable ({error})")
+        else:
+            lines.append(f"{name} tests run against {db['HOST']}:{db['PORT']}")
+    return lines
 
 
 def pytest_unconfigure(config):
@@ -100,19 +147,22 @@ def schema():
 
     from seed import seed
 
-    if PG_ERROR and "postgresql" in ALIASES:
-        pytest.fail(f"CI=true but PostgreSQL is not reachable: {PG_ERROR}")
+    for alias, error in ERRORS.items():
+        if error and alias in ALIASES:
+            pytest.fail(f"CI=true but {alias} is not reachable: {error}")
     for alias in ALIASES:
         call_command("migrate", database=alias, verbosity=0)
         seed(alias)
     yield ALIASES
 
 
-@pytest.fixture(params=["default", "postgresql"], ids=["sqlite", "postgresql"])
+@pytest.fixture(
+    params=["default", "postgresql", "mariadb"], ids=["sqlite", "postgresql", "mariadb"]
+)
 def alias(request, schema):
     """Each vendor in turn: the alias to run a test on."""
     if request.param not in ALIASES:
-        pytest.skip(f"PostgreSQL not reachable: {PG_ERROR}")
+        pytest.skip(f"{request.param} not reachable: {ERRORS[request.param]}")
     return request.param
 
 

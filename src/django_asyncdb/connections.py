@@ -188,12 +188,17 @@ async def close_pools(*aliases: str) -> None:
 
 
 class _LogCursor:
-    """What Django's query logging reads from a cursor after a statement."""
+    """What Django's query logging reads from a cursor after a statement: the statement
+    as sent (``_query`` for PostgreSQL, ``_executed`` for MySQL)."""
 
     __slots__ = ("_query",)
 
     def __init__(self) -> None:
         self._query: Any = None
+
+    @property
+    def _executed(self) -> Any:
+        return self._query
 
 
 def _logging(alias: str, sql: str, params: Params) -> tuple[Any, _LogCursor | None]:
@@ -313,7 +318,9 @@ async def stream(
         level.transaction.check_usable(level)
         connection = level.transaction.connection
         with driver_errors(connection), log:
-            cursor = await connection.open_stream(sql, params, server_side=server_side)
+            cursor = await connection.open_stream(
+                sql, params, server_side=server_side and not backend.streams_only_alone
+            )
     try:
         while True:
             async with level.lock:

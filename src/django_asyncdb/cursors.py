@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from django.db import ProgrammingError
+from django.db import ProgrammingError, connections
 
 from . import connections as seam
 from .backends.base import Params, Result, Row
@@ -137,14 +137,20 @@ class BridgeCursor(_Buffered):
         """What Django's PostgreSQL backend reads to log the last query."""
         return self._result.query if self._result else None
 
+    @property
+    def _executed(self) -> Any:
+        """What Django's MySQL backend reads to log the last query."""
+        return self._query
+
     def fetchone(self) -> Row | None:
         """The next row, or None."""
         rows = self._take(1)
         return rows[0] if rows else None
 
-    def fetchmany(self, size: int = 1) -> list[Row]:
-        """Up to ``size`` next rows."""
-        return self._take(size)
+    def fetchmany(self, size: int = 1) -> Any:
+        """Up to ``size`` next rows; at the end, what the vendor's driver returns there
+        (Django's chunked reads stop on ``features.empty_fetchmany_value``: () on MySQL)."""
+        return self._take(size) or connections[self.alias].features.empty_fetchmany_value
 
     def fetchall(self) -> list[Row]:
         """All remaining rows."""

@@ -139,10 +139,14 @@ def _backend_wrappers() -> list[type]:
     from importlib import import_module
 
     classes: list[type] = [BaseDatabaseWrapper]
-    for module in ("django.db.backends.sqlite3.base", "django.db.backends.postgresql.base"):
+    for module in (
+        "django.db.backends.sqlite3.base",
+        "django.db.backends.postgresql.base",
+        "django.db.backends.mysql.base",
+    ):
         try:
             classes.append(import_module(module).DatabaseWrapper)
-        except (ImportError, ImproperlyConfigured):  # no psycopg: no PostgreSQL alias at all
+        except (ImportError, ImproperlyConfigured):  # no driver: no alias of that vendor
             continue
     return classes
 

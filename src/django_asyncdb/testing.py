@@ -50,6 +50,10 @@ class InlineConnection(base.Connection):
             from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
             return raw.cursor(factory=SQLiteCursorWrapper)
+        if self.wrapper.vendor == "mysql":
+            from django.db.backends.mysql.base import CursorWrapper
+
+            return CursorWrapper(raw.cursor())  # Django's error-code mapping
         return raw.cursor()
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
@@ -68,7 +72,11 @@ class InlineConnection(base.Connection):
                 rows,
                 cursor.rowcount,
                 getattr(cursor, "lastrowid", None),
-                getattr(cursor, "_query", None),
+                # The statement as sent: MySQLdb keeps it in _executed (its _query is
+                # a method), psycopg in _query.
+                getattr(cursor, "_executed", None)
+                if self.wrapper.vendor == "mysql"
+                else getattr(cursor, "_query", None),
             )
         finally:
             cursor.close()

@@ -9,8 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 from ..conf import AsyncSettings
 from .base import Backend
 
-_MODULES = {"postgresql": "postgresql", "sqlite": "sqlite"}
-_EXTRAS = {"postgresql": "postgresql", "sqlite": "sqlite"}
+_MODULES = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
+_EXTRAS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
 
 
 def backend_for(settings: AsyncSettings) -> Backend:

@@ -107,6 +107,9 @@ class Backend:
     driver: ModuleType
     # PostgreSQL declares server-side cursors inside a transaction; SQLite steps lazily.
     stream_needs_transaction = False
+    # MySQL's unbuffered cursors block their connection until read to the end: a stream
+    # inside a transaction (sharing its connection) must be buffered.
+    streams_only_alone = False
 
     def __init__(self, settings: AsyncSettings) -> None:
         self.settings = settings
