@@ -31,8 +31,9 @@ def _expose_pyenv_versions() -> None:
 _expose_pyenv_versions()
 
 
-def _postgresql_reachable() -> bool:
-    host, port = os.environ.get("PGHOST", "127.0.0.1"), int(os.environ.get("PGPORT", "5432"))
+def _reachable(host_variable: str, port_variable: str, default_port: int) -> bool:
+    host = os.environ.get(host_variable, "127.0.0.1")
+    port = int(os.environ.get(port_variable, default_port))
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError:
@@ -40,11 +41,28 @@ def _postgresql_reachable() -> bool:
     return True
 
 
+def _postgresql_reachable() -> bool:
+    return bool(os.environ.get("CI")) or _reachable("PGHOST", "PGPORT", 5432)
+
+
+def _mariadb_reachable() -> bool:
+    return bool(os.environ.get("CI")) or _reachable("MYSQL_HOST", "MYSQL_PORT", 3306)
+
+
+def _install(session: nox.Session, django: str, extras: str) -> None:
+    session.install(f"django~={django}.0", "-e", f".[{extras}]")
+    if _mariadb_reachable():
+        # Django's own MySQL backend (the reference side) needs mysqlclient, which
+        # compiles against the MariaDB/MySQL client library (libmariadb-dev).
+        session.install("mysqlclient>=2.2")
+
+
 @nox.session
 @nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
 def tests(session: nox.Session, django: str) -> None:
-    """The test suite on SQLite and PostgreSQL (PostgreSQL required when CI is set)."""
-    session.install(f"django~={django}.0", "-e", ".[dev,bench]")
+    """The test suite on SQLite, PostgreSQL and MariaDB (the servers required when CI
+    is set)."""
+    _install(session, django, "dev,bench")
     session.run("pytest", *session.posargs)
     # pytest-django's own fixtures, on the test databases it creates.
     session.run("pytest", "-c", "tests_pytest_django/pytest.ini", "tests_pytest_django")
@@ -53,13 +71,18 @@ def tests(session: nox.Session, django: str) -> None:
 @nox.session
 @nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
 def conformance(session: nox.Session, django: str) -> None:
-    """Django's own test modules with the app installed, on SQLite and PostgreSQL."""
-    session.install(f"django~={django}.0", "-e", ".[dev]")
+    """Django's own test modules with the app installed, on SQLite, PostgreSQL and
+    MariaDB."""
+    _install(session, django, "dev")
     session.run("python", "-m", "conformance", "--database", "sqlite", *session.posargs)
-    if os.environ.get("CI") or _postgresql_reachable():
-        session.run("python", "-m", "conformance", "--database", "postgresql", *session.posargs)
-    else:
-        session.warn("PostgreSQL not reachable: conformance ran on SQLite only")
+    for database, reachable in (
+        ("postgresql", _postgresql_reachable()),
+        ("mariadb", _mariadb_reachable()),
+    ):
+        if reachable:
+            session.run("python", "-m", "conformance", "--database", database, *session.posargs)
+        else:
+            session.warn(f"{database} not reachable: conformance skipped it")
 
 
 @nox.session(python="3.11")

@@ -1,6 +1,6 @@
 """Run Django's own test modules, unmodified, with django_asyncdb in INSTALLED_APPS.
 
-    python -m conformance [--database sqlite|postgresql] [module ...]
+    python -m conformance [--database sqlite|postgresql|mariadb] [module ...]
 
 The modules come from the sdist of the installed Django version (fetched with
 ``pip download`` into .conformance/ on first use).
@@ -81,7 +81,7 @@ def install_app() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
     parser.add_argument("modules", nargs="*", default=MODULES)
     args, extra = parser.parse_known_args()
     tests = django_tests()

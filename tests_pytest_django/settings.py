@@ -1,4 +1,4 @@
-"""Settings for the pytest-django checks: SQLite, and PostgreSQL when reachable."""
+"""Settings for the pytest-django checks: SQLite, and PostgreSQL and MariaDB when reachable."""
 
 import os
 import socket
@@ -22,6 +22,17 @@ if os.environ.get("CI") or _reachable(_HOST, int(_PORT)):
         "PASSWORD": os.environ.get("PGPASSWORD", ""),
         "HOST": _HOST,
         "PORT": _PORT,
+    }
+_MY_HOST, _MY_PORT = os.environ.get("MYSQL_HOST", "127.0.0.1"), os.environ.get("MYSQL_PORT", "3306")
+if os.environ.get("CI") or _reachable(_MY_HOST, int(_MY_PORT)):
+    DATABASES["mariadb"] = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "django_asyncdb_pytest_django",
+        "USER": os.environ.get("MYSQL_USER", "root"),
+        "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+        "HOST": _MY_HOST,
+        "PORT": _MY_PORT,
+        "TEST": {"CHARSET": "utf8mb4"},
     }
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

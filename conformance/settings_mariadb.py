@@ -1,0 +1,20 @@
+"""Django's test settings for MariaDB/MySQL, on this project's server (MYSQL_* variables)."""
+
+import os
+
+_SERVER = {
+    "ENGINE": "django.db.backends.mysql",
+    "USER": os.environ.get("MYSQL_USER", "root"),
+    "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+    "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+    "PORT": os.environ.get("MYSQL_PORT", "3306"),
+    "TEST": {"CHARSET": "utf8mb4"},
+}
+DATABASES = {
+    "default": {**_SERVER, "NAME": "django_asyncdb_conformance"},
+    "other": {**_SERVER, "NAME": "django_asyncdb_conformance_other"},
+}
+SECRET_KEY = "django_tests_secret_key"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+USE_TZ = False
