@@ -3,7 +3,7 @@ Tortoise ORM, SQLAlchemy 2's asyncio ORM and the raw driver, on the same tables 
 workloads. Each system runs in its own process, systems alternate over rounds, and
 medians are reported. Writes a markdown report and PNG charts to the results folder.
 
-    python -m benchmarks [--database postgresql sqlite] [--rounds 3] [--seconds 1]
+    python -m benchmarks [--database postgresql sqlite mariadb] [--rounds 3] [--seconds 1]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ SYSTEMS = ["django-sync", "django-async", "django-asyncdb", "tortoise", "sqlalch
 DRIVERS = {
     "postgresql": {"tortoise": "asyncpg", "raw-driver": "psycopg", "sqlalchemy": "psycopg"},
     "sqlite": {"tortoise": "aiosqlite", "raw-driver": "aiosqlite", "sqlalchemy": "aiosqlite"},
+    "mariadb": {"tortoise": "asyncmy", "raw-driver": "asyncmy", "sqlalchemy": "asyncmy"},
 }
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,6 +47,17 @@ def prepare(database: str) -> None:
         ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    elif database == "mariadb":
+        from benchmarks import data
+
+        db = bench_app.MARIADB
+        connection = data.connect_server(database)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(f"DROP DATABASE IF EXISTS `{db['NAME']}`")
+            cursor.execute(f"CREATE DATABASE `{db['NAME']}` CHARACTER SET utf8mb4")
+        finally:
+            connection.close()
     elif os.path.exists(bench_app.SQLITE["NAME"]):
         os.remove(bench_app.SQLITE["NAME"])
     bench_app.configure(database, native=False)
@@ -69,7 +81,15 @@ def environment() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    packages = ["django", "psycopg", "aiosqlite", "tortoise-orm", "asyncpg", "sqlalchemy"]
+    packages = [
+        "django",
+        "psycopg",
+        "aiosqlite",
+        "asyncmy",
+        "tortoise-orm",
+        "asyncpg",
+        "sqlalchemy",
+    ]
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -95,7 +115,10 @@ def server_version(database: str) -> str:
 
     connection = data.connect(database)
     try:
-        return "PostgreSQL " + connection.execute("SHOW server_version").fetchone()[0]
+        cursor = connection.cursor()
+        cursor.execute("SELECT VERSION()" if database == "mariadb" else "SHOW server_version")
+        name = "MariaDB" if database == "mariadb" else "PostgreSQL"
+        return f"{name} {cursor.fetchone()[0]}"
     finally:
         connection.close()
 
@@ -188,7 +211,10 @@ def memory_report(database: str, rows: list[int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--database", nargs="+", choices=["postgresql", "sqlite"], default=["postgresql", "sqlite"]
+        "--database",
+        nargs="+",
+        choices=["postgresql", "sqlite", "mariadb"],
+        default=["postgresql", "sqlite", "mariadb"],
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0, help="per workload and round")
@@ -205,9 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
     env = environment()
-    report = [
-        "# Benchmark results",
-        "",
+    run_line = [
         f"`python -m benchmarks {' '.join(sys.argv[1:])}`".replace("` ", "`").rstrip(),
         "",
         f"{env['date']}; {env['machine']}; Python {env['python']}; "
@@ -235,8 +259,9 @@ def main() -> None:
             json.dumps({f"{s}/{k}": v for (s, k), v in sorted(results.items())}, indent=1)
         )
         section = [
-            "",
             f"## {server_version(database)}",
+            "",
+            *run_line,
             "",
             table(database, median, args.systems),
             "",
@@ -245,9 +270,15 @@ def main() -> None:
         if args.memory_rows:
             section += ["", memory_report(database, args.memory_rows)]
         chart(database, median, args.systems, args.results / f"{database}.png")
-        report += section
+        # One file per database, so a run of one database keeps the others' sections.
+        (args.results / f"{database}.md").write_text("\n".join(section) + "\n")
         print("\n".join(section))
-    (args.results / "README.md").write_text("\n".join(report) + "\n")
+    sections = [
+        (args.results / f"{database}.md").read_text()
+        for database in DRIVERS
+        if (args.results / f"{database}.md").exists()
+    ]
+    (args.results / "README.md").write_text("# Benchmark results\n\n" + "\n".join(sections))
     print(f"\nwritten to {args.results}/", file=sys.stderr)
 
 

@@ -19,13 +19,22 @@ SQLITE = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": os.path.join(tempfile.gettempdir(), "django_asyncdb_bench.sqlite3"),
 }
+MARIADB = {
+    "ENGINE": "django.db.backends.mysql",
+    "NAME": "django_asyncdb_bench",
+    "USER": os.environ.get("MYSQL_USER", "root"),
+    "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+    "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+    "PORT": os.environ.get("MYSQL_PORT", "3306"),
+}
+DATABASES = {"postgresql": PG, "sqlite": SQLITE, "mariadb": MARIADB}
 ROWS = 1000
 
 
 def configure(database: str, native: bool) -> None:
     """Configure Django for one database, with or without django_asyncdb installed."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    db = dict(PG if database == "postgresql" else SQLITE)
+    db = dict(DATABASES[database])
     db["ASYNC"] = {"MAX_SIZE": 10}
     apps = ["django_asyncdb", "bench_models"] if native else ["bench_models"]
     settings.configure(

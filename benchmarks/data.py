@@ -38,6 +38,16 @@ def _rows() -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
+def connect_server(database: str) -> Any:
+    """A connection to the MariaDB server without a database (to create it)."""
+    import MySQLdb
+
+    db = bench_app.MARIADB
+    return MySQLdb.connect(
+        user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=int(db["PORT"])
+    )
+
+
 def connect(database: str) -> Any:
     """A plain sync DB-API connection to the benchmark database (autocommit off)."""
     if database == "postgresql":
@@ -51,21 +61,32 @@ def connect(database: str) -> Any:
             port=db["PORT"],
             password=db["PASSWORD"] or None,
         )
+    if database == "mariadb":
+        import MySQLdb
+
+        db = bench_app.MARIADB
+        return MySQLdb.connect(
+            database=db["NAME"],
+            user=db["USER"],
+            password=db["PASSWORD"],
+            host=db["HOST"],
+            port=int(db["PORT"]),
+            charset="utf8mb4",
+        )
     return sqlite3.connect(bench_app.SQLITE["NAME"])
 
 
 def reset(database: str) -> None:
     """Empty the tables and write the starting rows."""
-    placeholder = "%s" if database == "postgresql" else "?"
+    placeholder = "?" if database == "sqlite" else "%s"
     connection = connect(database)
     try:
         cursor = connection.cursor()
         for table in TABLES:
             cursor.execute(f"DELETE FROM {table}")
-        for table, rows in reversed(list(_rows().items())):
+        for table, rows in _rows().items():  # referenced tables first
             marks = ", ".join([placeholder] * len(rows[0]))
-            if database == "sqlite":
-                rows = [tuple(_sqlite(v) for v in row) for row in rows]
+            rows = [tuple(adapt(database, v) for v in row) for row in rows]
             cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             if database == "postgresql":
                 cursor.execute(
@@ -85,11 +106,10 @@ def insert_victims(database: str, count: int) -> list[int]:
         cursor.execute("SELECT COALESCE(max(id), 0) FROM bench_models_item")
         start = cursor.fetchone()[0] + 1
         ids = list(range(start, start + count))
-        placeholder = "%s" if database == "postgresql" else "?"
+        placeholder = "?" if database == "sqlite" else "%s"
         marks = ", ".join([placeholder] * 5)
         rows = [(i, "victim", -1, Decimal(0), CREATED) for i in ids]
-        if database == "sqlite":
-            rows = [tuple(_sqlite(v) for v in row) for row in rows]
+        rows = [tuple(adapt(database, v) for v in row) for row in rows]
         cursor.executemany(f"INSERT INTO bench_models_item VALUES ({marks})", rows)
         if database == "postgresql":
             cursor.execute(
@@ -102,10 +122,12 @@ def insert_victims(database: str, count: int) -> list[int]:
         connection.close()
 
 
-def _sqlite(value: Any) -> Any:
-    """Values as Django stores them on SQLite (decimals and datetimes as text)."""
-    if isinstance(value, Decimal):
+def adapt(database: str, value: Any) -> Any:
+    """Values as Django stores them: on SQLite decimals and datetimes as text, on
+    MariaDB datetimes naive in UTC."""
+    if database == "sqlite" and isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime.datetime):
-        return value.replace(tzinfo=None).isoformat(" ")
+    if database != "postgresql" and isinstance(value, datetime.datetime):
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return value.isoformat(" ") if database == "sqlite" else value
     return value

@@ -27,6 +27,11 @@ def fill(database: str, rows: int) -> None:
                 "SELECT 'item ' || g, g, g / 4.0, now() FROM generate_series(1, %s) g",
                 (rows,),
             )
+        elif database == "mariadb":
+            cursor.execute(
+                "INSERT INTO bench_models_item (name, value, price, created) "
+                f"SELECT CONCAT('item ', seq), seq, seq / 4, UTC_TIMESTAMP() FROM seq_1_to_{rows:d}"
+            )
         else:
             cursor.execute(
                 "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ?) "

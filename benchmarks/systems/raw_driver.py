@@ -1,4 +1,4 @@
-"""The ceiling: the driver alone (psycopg 3 async, aiosqlite) with a minimal pool (a
+"""The ceiling: the driver alone (psycopg 3 async, aiosqlite, asyncmy) with a minimal pool (a
 queue of ten connections), hand-written SQL, rows as tuples (dicts for values)."""
 
 from __future__ import annotations
@@ -24,13 +24,33 @@ from benchmarks.workloads import (
 ITEM = "id, name, value, price, created"
 
 
+class _Asyncmy:
+    """asyncmy with the connection-level execute() psycopg and aiosqlite have."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    async def execute(self, sql: str, params: Any = ()) -> Any:
+        cursor = self.raw.cursor()
+        await cursor.execute(sql, params or None)
+        return cursor
+
+    async def executemany(self, sql: str, rows: list[Any]) -> None:
+        async with self.raw.cursor() as cursor:
+            await cursor.executemany(sql, rows)
+
+    async def close(self) -> None:
+        await self.raw.ensure_closed()
+
+
 def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
     postgresql = database == "postgresql"
-    mark = "%s" if postgresql else "?"
+    mariadb = database == "mariadb"
+    mark = "?" if database == "sqlite" else "%s"
 
     def row(n: int) -> tuple[Any, ...]:
         values = tuple(fields(n).values())
-        return values if postgresql else tuple(data._sqlite(v) for v in values)
+        return tuple(data.adapt(database, v) for v in values)
 
     async def connect() -> Any:
         if postgresql:
@@ -45,6 +65,19 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
                 password=db["PASSWORD"] or None,
                 autocommit=True,
             )
+        if mariadb:
+            import asyncmy
+
+            db = bench_app.MARIADB
+            raw = await asyncmy.connect(
+                database=db["NAME"],
+                user=db["USER"],
+                password=db["PASSWORD"],
+                host=db["HOST"],
+                port=int(db["PORT"]),
+                autocommit=True,
+            )
+            return _Asyncmy(raw)
         import aiosqlite
 
         return await aiosqlite.connect(bench_app.SQLITE["NAME"], isolation_level=None)

@@ -95,6 +95,10 @@ def _url(database: str) -> str:
         db = bench_app.PG
         password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
         return f"postgresql+psycopg://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    if database == "mariadb":
+        db = bench_app.MARIADB
+        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+        return f"mysql+asyncmy://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return f"sqlite+aiosqlite:///{bench_app.SQLITE['NAME']}"
 
 

@@ -80,6 +80,13 @@ def _url(database: str) -> str:
             f"asyncpg://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
             "?minsize=1&maxsize=10"
         )
+    if database == "mariadb":
+        db = bench_app.MARIADB
+        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+        return (
+            f"mysql://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+            "?minsize=1&maxsize=10"
+        )
     return f"sqlite://{bench_app.SQLITE['NAME']}"
 
 
