@@ -31,6 +31,13 @@ DATABASES = {"postgresql": PG, "sqlite": SQLITE, "mariadb": MARIADB}
 ROWS = 1000
 
 
+def url(database: str, scheme: str) -> str:
+    """``scheme://user[:password]@host:port/name`` of a server database."""
+    db = DATABASES[database]
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"{scheme}://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def configure(database: str, native: bool) -> None:
     """Configure Django for one database, with or without django_asyncdb installed."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -38,14 +38,18 @@ def _rows() -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-def connect_server(database: str) -> Any:
-    """A connection to the MariaDB server without a database (to create it)."""
+def _mariadb(**extra: Any) -> Any:
     import MySQLdb
 
     db = bench_app.MARIADB
     return MySQLdb.connect(
-        user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=int(db["PORT"])
+        user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=int(db["PORT"]), **extra
     )
+
+
+def connect_server(database: str) -> Any:
+    """A connection to the MariaDB server without a database (to create it)."""
+    return _mariadb()
 
 
 def connect(database: str) -> Any:
@@ -62,17 +66,7 @@ def connect(database: str) -> Any:
             password=db["PASSWORD"] or None,
         )
     if database == "mariadb":
-        import MySQLdb
-
-        db = bench_app.MARIADB
-        return MySQLdb.connect(
-            database=db["NAME"],
-            user=db["USER"],
-            password=db["PASSWORD"],
-            host=db["HOST"],
-            port=int(db["PORT"]),
-            charset="utf8mb4",
-        )
+        return _mariadb(database=bench_app.MARIADB["NAME"], charset="utf8mb4")
     return sqlite3.connect(bench_app.SQLITE["NAME"])
 
 

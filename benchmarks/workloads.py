@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from benchmarks import data
+
 PAGE = 20  # rows of a page
 MANY = 500  # rows the "many rows" filters return (value <= MANY)
 BATCH = 100  # rows inserted one at a time inside one transaction
@@ -57,35 +59,27 @@ def offset(n: int, rows: int) -> int:
 
 def page_of_items(n: int) -> int:
     """A page of items."""
-    from benchmarks.data import ITEMS
-
-    return offset(n, ITEMS)
+    return offset(n, data.ITEMS)
 
 
 def page_of_books(n: int) -> int:
     """A page of books."""
-    from benchmarks.data import BOOKS
-
-    return offset(n, BOOKS)
+    return offset(n, data.BOOKS)
 
 
 def fields(n: int) -> dict[str, Any]:
     """The field values of the n-th new item."""
-    from benchmarks.data import CREATED, ITEMS
-
     return {
         "name": f"new {n}",
-        "value": ITEMS + n,
+        "value": data.ITEMS + n,
         "price": Decimal(n % 1000) / 4,
-        "created": CREATED,
+        "created": data.CREATED,
     }
 
 
 def victims(database: str, seconds: float) -> list[int]:
     """Rows for the delete workload (more than any system deletes in ``seconds``)."""
-    from benchmarks.data import insert_victims
-
-    return insert_victims(database, int(seconds * 12000) + 100)
+    return data.insert_victims(database, int(seconds * 12000) + 100)
 
 
 def delete_op(database: str, seconds: float, delete_one: Callable[[int], Any]) -> Op:

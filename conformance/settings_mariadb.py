@@ -2,6 +2,13 @@
 
 import os
 
+from conformance.settings_common import (  # noqa: F401
+    DEFAULT_AUTO_FIELD,
+    PASSWORD_HASHERS,
+    SECRET_KEY,
+    USE_TZ,
+)
+
 _SERVER = {
     "ENGINE": "django.db.backends.mysql",
     "USER": os.environ.get("MYSQL_USER", "root"),
@@ -14,7 +21,3 @@ DATABASES = {
     "default": {**_SERVER, "NAME": "django_asyncdb_conformance"},
     "other": {**_SERVER, "NAME": "django_asyncdb_conformance_other"},
 }
-SECRET_KEY = "django_tests_secret_key"
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-USE_TZ = False

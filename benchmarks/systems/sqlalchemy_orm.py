@@ -91,15 +91,10 @@ class Book(Base):
 
 
 def _url(database: str) -> str:
-    if database == "postgresql":
-        db = bench_app.PG
-        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-        return f"postgresql+psycopg://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    if database == "mariadb":
-        db = bench_app.MARIADB
-        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-        return f"mysql+asyncmy://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    return f"sqlite+aiosqlite:///{bench_app.SQLITE['NAME']}"
+    if database == "sqlite":
+        return f"sqlite+aiosqlite:///{bench_app.SQLITE['NAME']}"
+    scheme = "postgresql+psycopg" if database == "postgresql" else "mysql+asyncmy"
+    return bench_app.url(database, scheme)
 
 
 def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:

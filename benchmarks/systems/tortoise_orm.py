@@ -73,21 +73,10 @@ class Book(models.Model):
 
 
 def _url(database: str) -> str:
-    if database == "postgresql":
-        db = bench_app.PG
-        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-        return (
-            f"asyncpg://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-            "?minsize=1&maxsize=10"
-        )
-    if database == "mariadb":
-        db = bench_app.MARIADB
-        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-        return (
-            f"mysql://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-            "?minsize=1&maxsize=10"
-        )
-    return f"sqlite://{bench_app.SQLITE['NAME']}"
+    if database == "sqlite":
+        return f"sqlite://{bench_app.SQLITE['NAME']}"
+    scheme = "asyncpg" if database == "postgresql" else "mysql"  # mysql: on asyncmy
+    return bench_app.url(database, scheme) + "?minsize=1&maxsize=10"
 
 
 def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:

@@ -8,6 +8,7 @@ them all once per database, with one native query, whenever that cache is empty.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -19,20 +20,22 @@ from django.dispatch import receiver
 logger = logging.getLogger("django_asyncdb")
 
 _loading: set[str] = set()
-_installed: list[bool] = []  # memo of apps.is_installed(contenttypes)
+
+
+@functools.cache
+def _installed() -> bool:
+    return apps.is_installed("django.contrib.contenttypes")
 
 
 @receiver(setting_changed)
 def _forget_installed(*, setting: str, **kwargs: Any) -> None:
     if setting == "INSTALLED_APPS":
-        _installed.clear()
+        _installed.cache_clear()
 
 
 def needs_warming(alias: str) -> bool:
     """True if contenttypes is installed and its cache for ``alias`` is empty."""
-    if not _installed:
-        _installed.append(apps.is_installed("django.contrib.contenttypes"))
-    if alias in _loading or not _installed[0]:
+    if alias in _loading or not _installed():
         return False
     from django.contrib.contenttypes.models import ContentType
 

@@ -228,8 +228,8 @@ async def aget(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
     if key is None or not seam.is_native(key[1]):
         return await _aget_in_bridge(self, *args, **kwargs)
     alias = key[1]
-    await seam.prepare(alias)
-    known = shapes.shapes_of(connections[alias])
+    wrapper = await seam.prepare(alias)
+    known = shapes.shapes_of(wrapper)
     if key in known:
         shape = known[key]
         params = None if shape is None else shapes.lookup_params(shape, items)
@@ -244,7 +244,7 @@ async def aget(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
             return await bridge.run(self.get, **kwargs)
         finally:
             if captured:
-                shapes.remember(key, shapes.learn(key, items, captured))
+                known[key] = shapes.learn(key, items, captured)
 
 
 # Built once, at import (before install), so the originals recorded are Django's.

@@ -32,15 +32,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import connections
 from django.db.models.lookups import IsNull, Lookup
 from django.db.models.query import ModelIterable, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND
 
-__all__ = ["Shape", "capturing", "learn", "lookup_params", "shape_key"]
+__all__ = ["Shape", "capturing", "learn", "lookup_params", "record", "shape_key", "shapes_of"]
 
 # Exact value types a cached shape accepts (subclasses, None and expressions do not).
 SCALARS = frozenset(
@@ -153,9 +151,12 @@ def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[An
 
 
 def shapes_of(wrapper: Any) -> dict[tuple[Any, ...], Shape | None]:
+    """The shapes learned on one Django wrapper (bounded: emptied when full)."""
     found = _shapes.get(wrapper)
     if found is None:
         found = _shapes[wrapper] = {}
+    elif len(found) >= MAX_SHAPES:
+        found.clear()
     return found
 
 
@@ -173,10 +174,8 @@ def lookup_params(shape: Shape, items: list[tuple[str, Any]]) -> list[Any] | Non
             if sql != fragment:
                 return None
             params.extend(lookup_params)
-    except (EmptyResultSet, FullResultSet):
-        return None
-    except Exception:  # a value Django rejects: its own path raises the error
-        return None
+    except Exception:  # EmptyResultSet, FullResultSet, or a value Django rejects: its
+        return None  # own path then raises or handles it
     return params
 
 
@@ -233,10 +232,3 @@ def learn(
     if list(params) != all_params:
         return None
     return Shape(sql, copy.copy(compiler), tuple(lookups))
-
-
-def remember(key: tuple[Any, ...], shape: Shape | None) -> None:
-    found = shapes_of(connections[key[1]])
-    if len(found) >= MAX_SHAPES:
-        found.clear()
-    found[key] = shape

@@ -1,10 +1,10 @@
 """MariaDB and MySQL through asyncmy.
 
-asyncmy was measured against aiomysql on the same work (get by primary key, one
-connection per task, MariaDB 10.11 on loopback): about 1.3x aiomysql's throughput
-sequentially and 2.4x with 50 concurrent tasks (its protocol code is compiled). Both
-speak the same DB-API dialect as Django's MySQLdb (``%s`` parameters, client-side
-escaping), so Django's SQL runs unchanged.
+asyncmy was chosen over aiomysql by measuring both on the same work
+(``python -m benchmarks.mysql_drivers``; figures in the README): it is faster with one
+task and much faster with many (its protocol code is compiled). Both speak the same
+DB-API dialect as Django's MySQLdb (``%s`` parameters, client-side escaping), so
+Django's SQL runs unchanged.
 """
 
 from __future__ import annotations
@@ -166,7 +166,6 @@ class Backend(base.Backend):
     driver = asyncmy.errors
     # Unbuffered cursors hold their connection until read to the end: only when the
     # stream has the connection to itself (outside a transaction).
-    stream_needs_transaction = False
     streams_only_alone = True
 
     def __init__(self, settings: AsyncSettings) -> None:
