@@ -33,29 +33,19 @@ RESULTS = Path(__file__).parent / "results"
 
 def prepare(database: str) -> None:
     """Create the benchmark database and its tables with Django (run in a subprocess)."""
-    if database == "postgresql":
-        import psycopg
-
-        db = bench_app.PG
-        with psycopg.connect(
-            dbname="postgres",
-            user=db["USER"],
-            host=db["HOST"],
-            port=db["PORT"],
-            password=db["PASSWORD"] or None,
-            autocommit=True,
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    elif database == "mariadb":
+    if database != "sqlite":
         from benchmarks import data
 
-        db = bench_app.MARIADB
+        name = bench_app.DATABASES[database]["NAME"]
         connection = data.connect_server(database)
         try:
             cursor = connection.cursor()
-            cursor.execute(f"DROP DATABASE IF EXISTS `{db['NAME']}`")
-            cursor.execute(f"CREATE DATABASE `{db['NAME']}` CHARACTER SET utf8mb4")
+            if database == "postgresql":
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cursor.execute(f'CREATE DATABASE "{name}"')
+            else:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         finally:
             connection.close()
     elif os.path.exists(bench_app.SQLITE["NAME"]):
@@ -64,6 +54,22 @@ def prepare(database: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+def unavailable(database: str) -> str | None:
+    """Why ``database`` can't be benchmarked here, or None."""
+    if database == "sqlite":
+        return None
+    from benchmarks import data
+
+    try:
+        data.connect_server(database).close()
+    except ImportError as exc:
+        package = "psycopg" if database == "postgresql" else "mysqlclient"
+        return f"pip install {package} ({exc})"
+    except Exception as exc:
+        return f"server not reachable ({exc})"
+    return None
 
 
 def measure(system: str, database: str, seconds: float, keys: list[str]) -> dict[str, float]:
@@ -214,7 +220,7 @@ def main() -> None:
         "--database",
         nargs="+",
         choices=["postgresql", "sqlite", "mariadb"],
-        default=["postgresql", "sqlite", "mariadb"],
+        help="default: every database whose server and driver are here",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0, help="per workload and round")
@@ -229,6 +235,14 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.database is None:
+        args.database = []
+        for database in DRIVERS:
+            missing = unavailable(database)
+            if missing:
+                print(f"skipping {database}: {missing}", file=sys.stderr)
+            else:
+                args.database.append(database)
     args.results.mkdir(parents=True, exist_ok=True)
     env = environment()
     run_line = [

@@ -48,7 +48,19 @@ def _mariadb(**extra: Any) -> Any:
 
 
 def connect_server(database: str) -> Any:
-    """A connection to the MariaDB server without a database (to create it)."""
+    """A connection to the server, outside the benchmark database (to create it)."""
+    if database == "postgresql":
+        import psycopg
+
+        db = bench_app.PG
+        return psycopg.connect(
+            dbname="postgres",
+            user=db["USER"],
+            host=db["HOST"],
+            port=db["PORT"],
+            password=db["PASSWORD"] or None,
+            autocommit=True,
+        )
     return _mariadb()
 
 
