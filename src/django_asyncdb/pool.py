@@ -142,25 +142,36 @@ class Pool:
             raise
 
     async def _wait(self, timeout: float) -> Connection:
-        waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
         self._waiters.append(waiter)
+        # One timer handle per waiter: cheaper than asyncio.timeout()'s cancel-and-uncancel
+        # of the task, and a waiter that times out is failed in place.
+        timer = loop.call_later(timeout, self._time_out, waiter, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                connection = await waiter
-        except TimeoutError:
+            connection = await waiter
+        except BaseException:
             self._abandon(waiter)
-            raise PoolTimeout(
+            raise
+        finally:
+            timer.cancel()
+        if connection is None:  # a slot was freed for us: open a new connection in it
+            return await self._connect()
+        return connection
+
+    def _time_out(self, waiter: asyncio.Future[Connection | None], timeout: float) -> None:
+        if waiter.done():
+            return
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+        waiter.set_exception(
+            PoolTimeout(
                 f"No connection of the async pool of database {self.alias!r} became free "
                 f"within {timeout} seconds (MAX_SIZE={self.max_size}). Raise "
                 f"DATABASES[{self.alias!r}]['ASYNC']['MAX_SIZE'] or 'TIMEOUT', or hold "
                 "connections for less time."
-            ) from None
-        except BaseException:
-            self._abandon(waiter)
-            raise
-        if connection is None:  # a slot was freed for us: open a new connection in it
-            return await self._connect()
-        return connection
+            )
+        )
 
     def _abandon(self, waiter: asyncio.Future[Connection | None]) -> None:
         """A waiter gave up: give back whatever it was handed in the meantime."""
