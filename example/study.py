@@ -146,6 +146,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str,
                 ASYNCDB="0" if config == "asgi-django" else "1",
                 ASYNCDB_POOL=str(args.pool),
                 CONN_MAX_AGE=str(args.conn_max_age if config == "wsgi" else 0),
+                DJANGO_POOL=str(args.pool if config == "asgi-django" else 0),
                 UPSTREAM_URL=f"{upstream.url}/",
                 CACHE_PREFIX=f"study-{config}-{os.getpid()}",
             )
@@ -313,7 +314,8 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         f"Database: {facts.get('database', '?')}, fresh and seeded for each configuration; "
         f"cache: {facts.get('cache', '?')}; upstream delay {args.upstream_delay:g} ms; "
         f"{args.seconds:g} s per cell; django_asyncdb pool MAX_SIZE {args.pool}; "
-        f"CONN_MAX_AGE {args.conn_max_age} for WSGI, 0 under ASGI (Django's advice for async).",
+        f"CONN_MAX_AGE {args.conn_max_age} for WSGI; under ASGI 0 (Django's advice), and on "
+        f"PostgreSQL Django's own psycopg pool of {args.pool} for `asgi-django`.",
         "",
         "Configurations (each server in its own process; uvicorn runs a single worker):",
         "",
@@ -341,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per cell")
     parser.add_argument("--upstream-delay", type=float, default=50.0, help="milliseconds")
     parser.add_argument("--cache", choices=["auto", "redis", "locmem"], default="auto")
-    parser.add_argument("--pool", type=int, default=10, help="django_asyncdb MAX_SIZE")
+    parser.add_argument(
+        "--pool", type=int, default=10, help="django_asyncdb MAX_SIZE and Django's own pool size"
+    )
     parser.add_argument("--conn-max-age", type=int, default=60, help="WSGI CONN_MAX_AGE")
     parser.add_argument("--out", type=Path, default=harness.HERE / "results")
     args = parser.parse_args(argv)

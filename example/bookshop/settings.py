@@ -6,6 +6,8 @@ ASYNCDB        "0" removes django_asyncdb from INSTALLED_APPS: the async views t
                Django's built-in thread-hopping async ORM (default "1")
 ASYNCDB_POOL   django_asyncdb's pool size per event loop (DATABASES[...]["ASYNC"]["MAX_SIZE"])
 CONN_MAX_AGE   Django's persistent sync connections, in seconds (default 0, Django's default)
+DJANGO_POOL    with ASYNCDB=0 on PostgreSQL: size of Django's own psycopg pool for its sync
+               connections (OPTIONS["pool"], Django's advice for ASGI; default 0: no pool)
 REDIS_URL      use Django's RedisCache there (default: local memory)
 UPSTREAM_URL   the external API the /upstream/ views call (default http://127.0.0.1:8001/)
 COUNT_HOPS     "1" counts asgiref SyncToAsync calls and serves them at /debug/hops/
@@ -63,6 +65,12 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "0"))
 DATABASES["default"]["ASYNC"] = {"MAX_SIZE": int(os.environ.get("ASYNCDB_POOL", "10"))}
+DJANGO_POOL = int(os.environ.get("DJANGO_POOL", "0"))
+if DJANGO_POOL and not ASYNCDB and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Under ASGI each request's sync ORM calls run in a new thread, so without a pool each
+    # request opens its own connection. Needs psycopg-pool; Django requires CONN_MAX_AGE 0.
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DJANGO_POOL}}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 if os.environ.get("REDIS_URL"):
     CACHES = {
