@@ -61,8 +61,8 @@ def _install(session: nox.Session, django: str, extras: str) -> None:
 @nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
 def tests(session: nox.Session, django: str) -> None:
     """The test suite on SQLite, PostgreSQL and MariaDB (the servers required when CI
-    is set)."""
-    _install(session, django, "dev,bench")
+    is set), with the example bookshop's end-to-end tests (tests/test_example.py)."""
+    _install(session, django, "dev,bench,example")
     session.run("pytest", *session.posargs)
     # pytest-django's own fixtures, on the test databases it creates.
     session.run("pytest", "-c", "tests_pytest_django/pytest.ini", "tests_pytest_django")

@@ -1,0 +1,37 @@
+"""The bookshop app; in COUNT_HOPS mode it counts asgiref's thread hops."""
+
+from collections import Counter
+
+from django.apps import AppConfig
+from django.conf import settings
+
+# SyncToAsync calls by the wrapped function's "module.qualname", since start or last reset.
+HOPS: Counter[str] = Counter()
+
+
+def _name(func: object) -> str:
+    func = getattr(func, "func", func)  # functools.partial
+    module = getattr(func, "__module__", None) or type(func).__module__
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{qualname}"
+
+
+def count_hops() -> None:
+    """Count every asgiref SyncToAsync call by the function it runs in a thread."""
+    from asgiref.sync import SyncToAsync
+
+    original = SyncToAsync.__call__
+
+    def counting_call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        HOPS[_name(self.func)] += 1
+        return original(self, *args, **kwargs)
+
+    SyncToAsync.__call__ = counting_call  # type: ignore[method-assign]
+
+
+class BooksConfig(AppConfig):
+    name = "books"
+
+    def ready(self) -> None:
+        if settings.COUNT_HOPS:
+            count_hops()

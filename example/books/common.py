@@ -1,0 +1,95 @@
+"""What the sync and async views share: querysets, JSON shapes, links. No I/O here."""
+
+from typing import Any
+
+from django.core.cache import caches
+from django.db.models import Avg, QuerySet
+
+from .models import Author, Book, Review
+
+LIST_SIZE = 50
+CACHE_KEY = "bookshop:stats"
+# The 400 answer when the form is valid but the book does not exist (form.errors' shape).
+NO_SUCH_BOOK = {"errors": {"book": [{"message": "No such book.", "code": "invalid"}]}}
+
+
+def book_list() -> QuerySet[Book]:
+    """The list page's books, with their authors (one query)."""
+    return Book.objects.select_related("author").order_by("id")[:LIST_SIZE]
+
+
+def book_detail() -> QuerySet[Book]:
+    """A book with its author (joined) and its reviews (prefetched)."""
+    return Book.objects.select_related("author").prefetch_related("reviews")
+
+
+def user_name(user: Any) -> str:
+    return user.get_username() if user.is_authenticated else "anonymous"
+
+
+def book_json(book: Book, user: Any) -> dict[str, Any]:
+    """The detail view's JSON; reviews come from the prefetch cache."""
+    return {
+        "id": book.pk,
+        "title": book.title,
+        "price": str(book.price),
+        "published": book.published.isoformat(),
+        "review_count": book.review_count,
+        "author": {"id": book.author.pk, "name": book.author.name, "country": book.author.country},
+        "reviews": [
+            {"id": r.pk, "reviewer": r.reviewer, "rating": r.rating, "body": r.body}
+            for r in sorted(book.reviews.all(), key=lambda r: r.pk)
+        ],
+        "user": user_name(user),
+    }
+
+
+def review_json(review: Review) -> dict[str, Any]:
+    return {
+        "id": review.pk,
+        "book": review.book_id,
+        "reviewer": review.reviewer,
+        "rating": review.rating,
+        "body": review.body,
+    }
+
+
+def cached_json(stats: dict[str, int], hit: bool) -> dict[str, Any]:
+    return {
+        "stats": stats,
+        "cache": "hit" if hit else "miss",
+        "backend": type(caches["default"]).__name__,
+    }
+
+
+def fanout_querysets() -> dict[str, QuerySet[Any]]:
+    """Independent queries of the fan-out views: each value is evaluated as a list or count."""
+    return {
+        "top_rated": Book.objects.annotate(avg=Avg("reviews__rating"))
+        .order_by("-avg", "id")
+        .values("id", "title")[:5],
+        "latest_reviews": Review.objects.order_by("-id").values("id", "book_id", "rating")[:5],
+        "cheapest": Book.objects.order_by("price", "id").values("id", "title")[:5],
+        "countries": Author.objects.order_by("country")
+        .values_list("country", flat=True)
+        .distinct(),
+    }
+
+
+COUNTED = {"authors": Author, "books": Book, "reviews": Review}
+
+
+def home_links() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The home page's sections: (title, [(label, url)])."""
+    pages = [
+        ("Books (template page)", "books/"),
+        ("Book 1 as JSON (select_related + prefetch_related)", "books/1.json"),
+        ("New review (form)", "reviews/new/"),
+        ("Cached stats (cache API)", "cached/"),
+        ("External API (httpx to the local upstream)", "upstream/"),
+        ("Fan-out (independent queries)", "fanout/"),
+    ]
+    return [
+        (title, [(label, f"/{prefix}/{url}") for label, url in pages])
+        for title, prefix in (("Sync views", "sync"), ("Async views", "async"))
+    ]

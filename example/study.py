@@ -1,0 +1,374 @@
+"""Load study: WSGI vs ASGI, sync views vs thread-hop async vs native async, driven by wrk.
+
+    python example/study.py                       # everything, a few minutes
+    python example/study.py --seconds 1 --levels 16 --configs asgi-asyncdb --views detail
+
+Configurations, each server in its own process on a fresh seeded database:
+  wsgi          gunicorn, 2 sync workers, the /sync/ views
+  asgi-django   uvicorn, 1 worker, the /async/ views on Django's built-in async ORM (ASYNCDB=0)
+  asgi-asyncdb  uvicorn, 1 worker, the /async/ views on django_asyncdb
+Writes README.md, results.json and one PNG per view into --out (example/results/).
+Loopback only; every wrk run is bounded by --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
+
+CONFIGS = {
+    "wsgi": "gunicorn, 2 sync workers, sync views",
+    "asgi-django": "uvicorn, async views, Django's async ORM (thread hops)",
+    "asgi-asyncdb": "uvicorn, async views, django_asyncdb",
+}
+VIEWS = {  # name: (path after /sync or /async, label)
+    "books": ("/books/", "template page, 50 books"),
+    "detail": ("/books/1.json", "ORM detail as JSON"),
+    "create": ("/api/reviews/", "form POST, insert in a transaction"),
+    "cached": ("/cached/", "cached page"),
+    "upstream": ("/upstream/", "external API (upstream delay)"),
+    "fanout": ("/fanout/", "fan-out, 7 queries"),
+}
+POST_LUA = """wrk.method = "POST"
+wrk.body = "book=1&reviewer=wrk&rating=4&body=A+review+from+the+load+study."
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+"""
+DATABASE_NAME = "asyncdb_example"
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+@dataclass
+class Cell:
+    config: str
+    view: str
+    connections: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+def duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match[1]) * UNITS[match[2]]
+
+
+def parse_wrk(output: str, config: str, view: str, connections: int) -> Cell:
+    """Requests/s, p50, p99 and errors from ``wrk --latency`` output."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    total = re.search(r"(\d+) requests in", output)
+    if not (rps and p50 and p99 and total):
+        raise RuntimeError(f"could not parse wrk's output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return Cell(
+        config=config,
+        view=view,
+        connections=connections,
+        requests_per_second=float(rps[1]),
+        p50_ms=duration_ms(p50[1]),
+        p99_ms=duration_ms(p99[1]),
+        requests=int(total[1]),
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+    )
+
+
+def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> str:
+    argv = ["wrk", "-t", str(min(2, connections)), "-c", str(connections)]
+    argv += ["-d", f"{seconds:g}s", "--latency", "--timeout", "10s"]
+    if script:
+        argv += ["-s", str(script)]
+    done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode:
+        raise RuntimeError(f"wrk failed: {done.stderr}")
+    return done.stdout
+
+
+def database_url(choice: str, folder: Path) -> str:
+    if choice in ("auto", "postgresql"):
+        url = harness.postgresql_url(DATABASE_NAME)
+        if url:
+            return url
+        if choice == "postgresql":
+            raise SystemExit("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    return harness.sqlite_url(str(folder))
+
+
+def start(config: str, env: dict[str, str], log: Path) -> harness.Server:
+    if config == "wsgi":
+        return harness.gunicorn(env, log, workers=2)
+    return harness.uvicorn(env, log)
+
+
+def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str, str]]:
+    cells: list[Cell] = []
+    facts: dict[str, str] = {}
+    lua = work / "post.lua"
+    lua.write_text(POST_LUA)
+    upstream = harness.upstream(args.upstream_delay, work / "upstream.log")
+    upstream.wait_ready()
+    redis = args.cache == "redis" or (args.cache == "auto" and harness.reachable(6379))
+    facts["cache"] = "Redis (Django's RedisCache)" if redis else "local memory"
+    try:
+        for config in args.configs:
+            url = database_url(args.database, work)
+            facts["database"] = url.split(":", 1)[0].replace("postgres", "postgresql")
+            env = harness.base_env(
+                DATABASE_URL=url,
+                ASYNCDB="0" if config == "asgi-django" else "1",
+                ASYNCDB_POOL=str(args.pool),
+                CONN_MAX_AGE=str(args.conn_max_age if config == "wsgi" else 0),
+                DJANGO_POOL=str(args.pool if config == "asgi-django" else 0),
+                UPSTREAM_URL=f"{upstream.url}/",
+                CACHE_PREFIX=f"study-{config}-{os.getpid()}",
+            )
+            if redis:
+                env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+            harness.prepare(env)
+            server = start(config, env, work / f"{config}.log")
+            server.wait_ready()
+            try:
+                prefix = "/sync" if config == "wsgi" else "/async"
+                for view in args.views:
+                    path = server.url + prefix + VIEWS[view][0]
+                    for level in args.levels:
+                        script = lua if view == "create" else None
+                        output = run_wrk(path, level, args.seconds, script)
+                        cell = parse_wrk(output, config, view, level)
+                        cells.append(cell)
+                        print(
+                            f"{config:13} {view:9} c={level:<3} {cell.requests_per_second:9.1f}"
+                            f" req/s  p50 {cell.p50_ms:8.2f} ms  p99 {cell.p99_ms:8.2f} ms"
+                            f"  errors {cell.errors}",
+                            flush=True,
+                        )
+            finally:
+                code = server.stop()
+                if code != 0:
+                    print(f"{config}: server exited with {code}; log in {server.log_path}")
+    finally:
+        upstream.stop()
+    return cells, facts
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    found = {"Python": platform.python_version()}
+    for name in ("django", "django-asyncdb", "uvicorn", "gunicorn", "httpx", "psycopg"):
+        try:
+            found[name] = version(name)
+        except Exception:
+            found[name] = "not installed"
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    found["wrk"] = (wrk.stdout or wrk.stderr).split(" [")[0].removeprefix("wrk ").strip()
+    return found
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def find(cells: list[Cell], config: str, view: str, level: int) -> Cell | None:
+    for cell in cells:
+        if (cell.config, cell.view, cell.connections) == (config, view, level):
+            return cell
+    return None
+
+
+def targets(cells: list[Cell], top: int) -> list[str]:
+    """The issue's targets, checked on this run's figures."""
+    lines = []
+    asyncdb = find(cells, "asgi-asyncdb", "detail", top)
+    django = find(cells, "asgi-django", "detail", top)
+    if asyncdb and django:
+        ratio = asyncdb.requests_per_second / max(django.requests_per_second, 1e-9)
+        held = ratio >= 2 and asyncdb.p99_ms < django.p99_ms
+        lines.append(
+            f"- ORM detail, {top} connections: django_asyncdb {ratio:.2f}x the requests/s of "
+            f"Django's async ORM (target 2x), p99 {asyncdb.p99_ms:.1f} ms vs "
+            f"{django.p99_ms:.1f} ms (target: lower): **{'held' if held else 'missed'}**"
+        )
+    wsgi = find(cells, "wsgi", "upstream", top)
+    for config in ("asgi-django", "asgi-asyncdb"):
+        other = find(cells, config, "upstream", top)
+        if wsgi and other:
+            ratio = other.requests_per_second / max(wsgi.requests_per_second, 1e-9)
+            lines.append(
+                f"- External API, {top} connections: {config} {ratio:.1f}x the requests/s of "
+                f"2-worker WSGI (target 10x): **{'held' if ratio >= 10 else 'missed'}**"
+            )
+    failed = [c for c in cells if c.errors]
+    lines.append(
+        "- Errors: "
+        + (
+            "none in any configuration at any level: **held**"
+            if not failed
+            else "**missed**: "
+            + ", ".join(f"{c.config} {c.view} c={c.connections}: {c.errors}" for c in failed)
+        )
+    )
+    return lines
+
+
+def table(cells: list[Cell], configs: list[str], views: list[str], levels: list[int]) -> str:
+    head = "| view | connections |" + "".join(
+        f" {c} req/s | {c} p50 / p99 ms | {c} errors |" for c in configs
+    )
+    rows = [head, "|---|---:|" + "---:|---:|---:|" * len(configs)]
+    for view in views:
+        for level in levels:
+            row = f"| {VIEWS[view][1]} | {level} |"
+            for config in configs:
+                cell = find(cells, config, view, level)
+                if cell is None:
+                    row += " n/a | n/a | n/a |"
+                    continue
+                row += (
+                    f" {cell.requests_per_second:,.0f} | {cell.p50_ms:.1f} / {cell.p99_ms:.1f} |"
+                    f" {cell.errors} |"
+                )
+            rows.append(row)
+    return "\n".join(rows)
+
+
+def charts(cells: list[Cell], args: argparse.Namespace, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    width = 0.8 / len(args.configs)
+    for view in args.views:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        for i, config in enumerate(args.configs):
+            found = [find(cells, config, view, level) for level in args.levels]
+            xs = [x + i * width for x in range(len(args.levels))]
+            left.bar(xs, [c.requests_per_second if c else 0 for c in found], width, label=config)
+            right.bar(xs, [c.p99_ms if c else 0 for c in found], width, label=config)
+        for axis, title in ((left, "requests/s (higher is better)"), (right, "p99 ms (lower)")):
+            axis.set_xticks(
+                [x + width * (len(args.configs) - 1) / 2 for x in range(len(args.levels))]
+            )
+            axis.set_xticklabels([f"{level} conn." for level in args.levels])
+            axis.set_title(title)
+        right.set_yscale("log")
+        left.legend(fontsize="small")
+        fig.suptitle(f"{VIEWS[view][1]} ({view})")
+        fig.tight_layout()
+        name = f"{view}.png"
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, out: Path) -> str:
+    top = max(args.levels)
+    found = versions()
+    lines = [
+        "# Load study: WSGI vs ASGI, sync vs thread-hop async vs native async",
+        "",
+        f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ".",
+        "",
+        f"Command: `{args.command}`",
+        "",
+        f"Database: {facts.get('database', '?')}, fresh and seeded for each configuration; "
+        f"cache: {facts.get('cache', '?')}; upstream delay {args.upstream_delay:g} ms; "
+        f"{args.seconds:g} s per cell; django_asyncdb pool MAX_SIZE {args.pool}; "
+        f"CONN_MAX_AGE {args.conn_max_age} for WSGI; under ASGI 0 (Django's advice), and on "
+        f"PostgreSQL Django's own psycopg pool of {args.pool} for `asgi-django`.",
+        "",
+        "Configurations (each server in its own process; uvicorn runs a single worker):",
+        "",
+        *(f"- `{name}`: {what}" for name, what in CONFIGS.items() if name in args.configs),
+        "",
+        "Latencies in ms; errors are non-2xx responses plus socket errors, as wrk counts them.",
+        "",
+        table(cells, args.configs, args.views, args.levels),
+        "",
+        "## Targets",
+        "",
+        *targets(cells, top),
+        "",
+    ]
+    lines += [f"![{name}]({name})" for name in charts(cells, args, out)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["auto", "postgresql", "sqlite"], default="auto")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--views", nargs="+", choices=list(VIEWS), default=list(VIEWS))
+    parser.add_argument("--levels", nargs="+", type=int, default=[1, 16, 64])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per cell")
+    parser.add_argument("--upstream-delay", type=float, default=50.0, help="milliseconds")
+    parser.add_argument("--cache", choices=["auto", "redis", "locmem"], default="auto")
+    parser.add_argument(
+        "--pool", type=int, default=10, help="django_asyncdb MAX_SIZE and Django's own pool size"
+    )
+    parser.add_argument("--conn-max-age", type=int, default=60, help="WSGI CONN_MAX_AGE")
+    parser.add_argument("--out", type=Path, default=harness.HERE / "results")
+    args = parser.parse_args(argv)
+    args.command = shlex.join(["python", "example/study.py", *(argv or sys.argv[1:])])
+    if not shutil.which("wrk"):
+        print(
+            "wrk is not installed: on Debian/Ubuntu `apt-get install -y wrk` (as root), "
+            "on macOS `brew install wrk`.",
+            file=sys.stderr,
+        )
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bookshop-study-") as folder:
+        cells, facts = measure(args, Path(folder))
+    (args.out / "results.json").write_text(
+        json.dumps({"facts": facts, "cells": [asdict(c) for c in cells]}, indent=1) + "\n"
+    )
+    text = report(cells, facts, args, args.out)
+    (args.out / "README.md").write_text(text)
+    print(f"\nwrote {args.out / 'README.md'}")
+    print("\n".join(targets(cells, max(args.levels))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

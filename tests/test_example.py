@@ -1,0 +1,249 @@
+"""The example bookshop end to end: real uvicorn and gunicorn processes, driven over HTTP.
+
+Every server runs in its own process on a fresh database (SQLite always, PostgreSQL when
+reachable and under CI=true), so these tests share nothing with this process's Django set-up.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example"
+sys.path.insert(0, str(EXAMPLE))
+
+import harness  # noqa: E402
+
+CI = bool(os.environ.get("CI"))
+ASYNC_VIEWS = ["books/", "books/1.json", "cached/", "upstream/", "fanout/"]
+
+
+def _redis_url() -> str | None:
+    if harness.reachable(6379):
+        return "redis://127.0.0.1:6379/0"
+    if CI:
+        pytest.fail("Redis at 127.0.0.1:6379 is required under CI")
+    return None
+
+
+def _database_url(kind: str, folder: Path) -> str:
+    if kind == "sqlite":
+        return harness.sqlite_url(str(folder))
+    url = harness.postgresql_url("asyncdb_example_test")
+    if url is None:
+        if CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required under CI")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    return url
+
+
+class Stack:
+    """uvicorn (async views, django_asyncdb, hop counting) and gunicorn (sync views) on one
+    database, with the local upstream."""
+
+    def __init__(self, env: dict[str, str], folder: Path) -> None:
+        self.env = env
+        self.folder = folder
+        self.upstream = harness.upstream(10, folder / "upstream.log")
+        self.upstream.wait_ready()
+        env["UPSTREAM_URL"] = self.upstream.url + "/"
+        self.asgi = harness.uvicorn(env, folder / "uvicorn.log")
+        self.wsgi = harness.gunicorn(env, folder / "gunicorn.log", workers=1)
+        self.asgi.wait_ready()
+        self.wsgi.wait_ready()
+
+    def get(self, prefix: str, path: str) -> httpx.Response:
+        server = self.wsgi if prefix == "sync" else self.asgi
+        return httpx.get(f"{server.url}/{prefix}/{path}", timeout=10)
+
+    def post(self, prefix: str, path: str, data: dict[str, object]) -> httpx.Response:
+        server = self.wsgi if prefix == "sync" else self.asgi
+        return httpx.post(f"{server.url}/{prefix}/{path}", data=data, timeout=10)
+
+    def reviews(self) -> int:
+        return int(self.get("sync", "fanout/").json()["results"]["reviews"])
+
+    def stop(self) -> None:
+        for server in (self.asgi, self.wsgi, self.upstream):
+            server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"bookshop-{request.param}")
+    env = harness.base_env(
+        DATABASE_URL=_database_url(request.param, folder),
+        COUNT_HOPS="1",
+        CACHE_PREFIX=f"test-{uuid.uuid4().hex}",
+        CACHE_SECONDS="60",
+    )
+    redis = _redis_url()
+    if redis:
+        env["REDIS_URL"] = redis
+    harness.prepare(env)
+    running = Stack(env, folder)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_pages(stack, prefix):
+    home = stack.get(prefix, "").request.url.copy_with(path="/")
+    links = httpx.get(home, timeout=10).text
+    for path in [*ASYNC_VIEWS, "reviews/new/"]:
+        assert f'href="/{prefix}/{path}"' in links
+    page = stack.get(prefix, "books/")
+    assert page.status_code == 200
+    assert "Book 01.01</a></td><td>Author 01</td>" in page.text
+    assert page.text.count("<tr><td>") == 50
+    assert "Signed in as: anonymous" in page.text
+    form = stack.get(prefix, "reviews/new/")
+    assert form.status_code == 200
+    assert 'name="csrfmiddlewaretoken"' in form.text
+
+
+@pytest.mark.parametrize("pk", [1, 7, 200])
+def test_detail_equals_sync(stack, pk):
+    sync, async_ = stack.get("sync", f"books/{pk}.json"), stack.get("async", f"books/{pk}.json")
+    assert sync.status_code == async_.status_code == 200
+    assert async_.json() == sync.json()
+    assert async_.json()["author"]["name"].startswith("Author ")
+    assert len(async_.json()["reviews"]) >= 3
+    assert stack.get("async", "books/9999.json").status_code == 404
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_post_creates_one_row(stack, prefix):
+    before = stack.reviews()
+    book = stack.get("sync", "books/5.json").json()
+    data = {"book": 5, "reviewer": f"{prefix} tester", "rating": 5, "body": "Loved it."}
+    response = stack.post(prefix, "api/reviews/", data)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created == {**data, "id": created["id"]}
+    assert stack.reviews() == before + 1
+    after = stack.get(prefix, "books/5.json").json()
+    assert after["review_count"] == book["review_count"] + 1
+    assert after["reviews"][-1]["id"] == created["id"]
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_bad_post_is_400_and_writes_nothing(stack, prefix):
+    before = stack.reviews()
+    response = stack.post(prefix, "api/reviews/", {"book": 5, "rating": 9, "body": ""})
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"reviewer", "rating", "body"}
+    assert errors["rating"][0]["code"] == "max_value"
+    missing = stack.post(
+        prefix, "api/reviews/", {"book": 9999, "reviewer": "x", "rating": 3, "body": "x"}
+    )
+    assert missing.status_code == 400
+    assert missing.json()["errors"]["book"][0]["message"] == "No such book."
+    assert stack.reviews() == before
+    assert stack.get("sync", "books/9999.json").status_code == 404
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_html_form_keeps_csrf(stack, prefix):
+    data = {"book": 3, "reviewer": "browser", "rating": 4, "body": "Fine."}
+    assert stack.post(prefix, "reviews/new/", data).status_code == 403
+    server = stack.wsgi if prefix == "sync" else stack.asgi
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        page = browser.get(f"/{prefix}/reviews/new/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        saved = browser.post(f"/{prefix}/reviews/new/", data={**data, "csrfmiddlewaretoken": token})
+    assert saved.status_code == 200
+    assert "Saved review" in saved.text
+
+
+def test_cached_page(stack):
+    first = stack.get("async", "cached/").json()
+    second = stack.get("async", "cached/").json()
+    assert second["cache"] == "hit"
+    assert second["stats"] == first["stats"]
+    assert set(first["stats"]) == {"authors", "books", "reviews"}
+    assert stack.get("sync", "cached/").json()["stats"]["books"] == 200
+    expected = "RedisCache" if "REDIS_URL" in stack.env else "LocMemCache"
+    assert second["backend"] == expected
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_external_api(stack, prefix):
+    response = stack.get(prefix, "upstream/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "upstream": {"service": "upstream", "delay_ms": 10.0, "path": "/"},
+        "user": "anonymous",
+    }
+
+
+def test_fanout_equals_sync(stack):
+    sync, async_ = stack.get("sync", "fanout/").json(), stack.get("async", "fanout/").json()
+    assert async_ == sync
+    assert len(sync["results"]["top_rated"]) == 5
+    assert sync["results"]["authors"] == 20
+
+
+def _hops_of_async_views(server: harness.Server) -> dict[str, int]:
+    httpx.post(f"{server.url}/debug/hops/", timeout=10)
+    for path in ASYNC_VIEWS:
+        assert httpx.get(f"{server.url}/async/{path}", timeout=10).status_code == 200
+    data = {"book": 2, "reviewer": "hops", "rating": 3, "body": "Counted."}
+    assert httpx.post(f"{server.url}/async/api/reviews/", data=data, timeout=10).status_code == 201
+    return httpx.get(f"{server.url}/debug/hops/", timeout=10).json()
+
+
+def _orm_hops(hops: dict[str, int]) -> dict[str, int]:
+    """Hops that run ORM code or the views' own code in a thread (not Django's middleware
+    adapters, its signal dispatch or the cache backend's sync_to_async)."""
+    return {name: n for name, n in hops.items() if name.startswith(("django.db.", "books.views"))}
+
+
+def test_no_thread_hops_for_orm_with_asyncdb(stack):
+    hops = _hops_of_async_views(stack.asgi)
+    assert sum(hops.values()) > 0  # the counter works: Django's middleware adapters hop
+    assert _orm_hops(hops) == {}
+
+
+def test_thread_hops_for_orm_without_asyncdb(stack, tmp_path):
+    if "sqlite" not in stack.env["DATABASE_URL"]:
+        pytest.skip("the contrast is shown once, on SQLite")
+    server = harness.uvicorn(dict(stack.env, ASYNCDB="0"), tmp_path / "uvicorn-asyncdb0.log")
+    try:
+        server.wait_ready()
+        hops = _orm_hops(_hops_of_async_views(server))
+    finally:
+        assert server.stop() == 0
+    assert hops["django.db.models.query.QuerySet.get"] >= 1  # aget
+    assert hops["django.db.models.query.QuerySet._fetch_all"] >= 1  # async for
+    assert hops["books.views_sync.create_review"] == 1  # the transaction, in a thread
+
+
+def test_lifespan_shutdown_is_clean(stack):
+    """Last in the module: stops the shared uvicorn and checks how it went."""
+    code = stack.asgi.stop()
+    log = stack.asgi.log()
+    assert code == 0, log
+    assert "Application shutdown complete." in log
+    assert "Traceback" not in log
+    assert "ERROR" not in log
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)")
+def test_study_smoke(tmp_path):
+    argv = [sys.executable, str(EXAMPLE / "study.py"), "--database", "sqlite"]
+    argv += ["--configs", "asgi-asyncdb", "--views", "detail", "create", "--levels", "2"]
+    argv += ["--seconds", "1", "--out", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "README.md").read_text()
+    assert "| ORM detail as JSON | 2 |" in report
+    assert "Errors: none in any configuration at any level" in report
+    assert (tmp_path / "detail.png").stat().st_size > 0
