@@ -19,7 +19,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import bench_app
+from benchmarks import bench_app, machine
 from benchmarks.workloads import BY_KEY, WORKLOADS
 
 SYSTEMS = ["django-sync", "django-async", "django-asyncdb", "tortoise", "sqlalchemy", "raw-driver"]
@@ -96,17 +96,9 @@ def environment() -> dict[str, str]:
         "asyncpg",
         "sqlalchemy",
     ]
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "machine": machine.describe(),
         "python": platform.python_version(),
         **{package: version(package) for package in packages},
     }

@@ -57,11 +57,35 @@ def sqlite_url(directory: str | None = None) -> str:
     return f"sqlite:///{path}"  # path is absolute: sqlite:////...
 
 
-def prepare(env: dict[str, str]) -> None:
+def prepare(env: dict[str, str], *, quiet: bool = True) -> None:
     """Migrate and seed the database of ``env["DATABASE_URL"]``."""
     manage = [sys.executable, str(HERE / "manage.py")]
-    for command in (["migrate", "--verbosity", "0"], ["seed"]):
-        subprocess.run([*manage, *command], env=env, cwd=HERE, check=True, capture_output=True)
+    for command in (["migrate", "--verbosity", "0" if quiet else "1"], ["seed"]):
+        subprocess.run([*manage, *command], env=env, cwd=HERE, check=True, capture_output=quiet)
+
+
+def uvicorn_command(host: str, port: int) -> list[str]:
+    """The bookshop under uvicorn (through serve.py), lifespan on."""
+    return [
+        *(sys.executable, str(HERE / "serve.py"), "--app-dir", str(HERE)),
+        *("bookshop.asgi:application", "--host", host, "--port", str(port), "--lifespan", "on"),
+    ]
+
+
+def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
+    """The bookshop under gunicorn with ``workers`` sync workers."""
+    return [
+        *(sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "bookshop.wsgi:application"),
+        *("--bind", f"{host}:{port}", "--workers", str(workers), "--worker-class", "sync"),
+    ]
+
+
+def upstream_command(host: str, port: int) -> list[str]:
+    """The local upstream service (its delay from UPSTREAM_DELAY_MS)."""
+    return [
+        *(sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "upstream:app"),
+        *("--host", host, "--port", str(port)),
+    ]
 
 
 def base_env(**overrides: str) -> dict[str, str]:
@@ -116,24 +140,18 @@ class Server:
 def uvicorn(env: dict[str, str], log: Path, port: int | None = None) -> Server:
     """The bookshop under uvicorn: one worker, lifespan on."""
     port = port or free_port()
-    argv = [sys.executable, str(HERE / "serve.py"), "--app-dir", str(HERE)]
-    argv += ["bookshop.asgi:application"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--lifespan", "on"]
-    argv += ["--no-access-log", "--log-level", "info"]
-    return Server(argv, env, port, log)
+    argv = [*uvicorn_command("127.0.0.1", port), "--workers", "1", "--no-access-log"]
+    return Server([*argv, "--log-level", "info"], env, port, log)
 
 
 def gunicorn(env: dict[str, str], log: Path, workers: int = 2, port: int | None = None) -> Server:
     """The bookshop under gunicorn: ``workers`` sync workers."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "bookshop.wsgi:application"]
-    argv += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"]
-    return Server(argv, env, port, log)
+    return Server(gunicorn_command("127.0.0.1", port, workers), env, port, log)
 
 
 def upstream(delay_ms: float, log: Path, port: int | None = None) -> Server:
     """The local upstream service, answering after ``delay_ms``."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "upstream:app"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    argv = [*upstream_command("127.0.0.1", port), "--no-access-log"]
     return Server(argv, base_env(UPSTREAM_DELAY_MS=str(delay_ms)), port, log)

@@ -9,12 +9,10 @@ The local upstream service for the external-API pages listens on --upstream-port
 """
 
 import argparse
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import harness  # beside this file
 
 
 def main() -> int:
@@ -26,35 +24,20 @@ def main() -> int:
     parser.add_argument("--upstream-delay", type=float, default=50.0, help="milliseconds")
     args = parser.parse_args()
 
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="bookshop.settings")
+    env = harness.base_env()
     env.setdefault("UPSTREAM_URL", f"http://127.0.0.1:{args.upstream_port}/")
-    manage = [sys.executable, str(HERE / "manage.py")]
-    subprocess.run([*manage, "migrate", "--verbosity", "1"], env=env, cwd=HERE, check=True)
-    subprocess.run([*manage, "seed"], env=env, cwd=HERE, check=True)
-
+    harness.prepare(env, quiet=False)
     upstream = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "upstream:app"),
-            *("--host", "127.0.0.1", "--port", str(args.upstream_port), "--log-level", "warning"),
-        ],
+        [*harness.upstream_command("127.0.0.1", args.upstream_port), "--log-level", "warning"],
         env=dict(env, UPSTREAM_DELAY_MS=str(args.upstream_delay)),
     )
     if args.wsgi:
-        server = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "--workers", "2"]
-        server += ["--bind", f"{args.host}:{args.port}", "bookshop.wsgi:application"]
+        server = harness.gunicorn_command(args.host, args.port, workers=2)
     else:
-        server = [
-            sys.executable,
-            str(HERE / "serve.py"),
-            "--app-dir",
-            str(HERE),
-            "--lifespan",
-            "on",
-        ]
-        server += ["--host", args.host, "--port", str(args.port), "bookshop.asgi:application"]
+        server = harness.uvicorn_command(args.host, args.port)
     print(f"bookshop: http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
     try:
-        return subprocess.run(server, env=env, cwd=HERE).returncode
+        return subprocess.run(server, env=env, cwd=harness.HERE).returncode
     except KeyboardInterrupt:
         return 0
     finally:

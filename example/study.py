@@ -27,9 +27,12 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# harness.py beside this file, and the repository's benchmarks package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import harness
+from benchmarks import machine
 
 CONFIGS = {
     "wsgi": "gunicorn, 2 sync workers, sync views",
@@ -193,18 +196,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
 def find(cells: list[Cell], config: str, view: str, level: int) -> Cell | None:
     for cell in cells:
         if (cell.config, cell.view, cell.connections) == (config, view, level):
@@ -306,7 +297,7 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
     lines = [
         "# Load study: WSGI vs ASGI, sync vs thread-hop async vs native async",
         "",
-        f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {machine.describe()}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in found.items()) + ".",
         "",
         f"Command: `{args.command}`",
