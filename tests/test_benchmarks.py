@@ -64,3 +64,26 @@ def _importable(name):
     except ImportError:
         return False
     return True
+
+
+def test_insert_cost_command_on_sqlite():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.insert_cost", "--database", "sqlite"),
+            *("--inserts", "200", "--tasks", "10", "--rounds", "1"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = {
+        line.rsplit(None, 2)[0].strip(): line.rsplit(None, 2)[1]
+        for line in result.stdout.splitlines()[1:]
+        if line.endswith("µs")
+    }
+    assert set(figures) == {"acreate()", "same INSERT, cursor", "Django + bridge"}
+    assert float(figures["acreate()"]) > 0 and float(figures["same INSERT, cursor"]) > 0
