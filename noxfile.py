@@ -72,9 +72,11 @@ def tests(session: nox.Session, django: str) -> None:
 @nox.parametrize("python,django", LEGS, ids=[f"py{p}-django{d}" for p, d in LEGS])
 def conformance(session: nox.Session, django: str) -> None:
     """Django's own test modules with the app installed, on SQLite, PostgreSQL and
-    MariaDB."""
+    MariaDB; Django's ASGI tests on django_asyncdb's handler."""
     _install(session, django, "dev")
     session.run("python", "-m", "conformance", "--database", "sqlite", *session.posargs)
+    if not session.posargs:
+        session.run("python", "-m", "conformance", "--asgi")
     for database, reachable in (
         ("postgresql", _postgresql_reachable()),
         ("mariadb", _mariadb_reachable()),

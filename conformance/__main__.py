@@ -1,9 +1,11 @@
 """Run Django's own test modules, unmodified, with django_asyncdb in INSTALLED_APPS.
 
     python -m conformance [--database sqlite|postgresql|mariadb] [module ...]
+    python -m conformance --asgi              # Django's ASGI tests on django_asyncdb's handler
 
 The modules come from the sdist of the installed Django version (fetched with
-``pip download`` into .conformance/ on first use).
+``pip download`` into .conformance/ on first use). With ``--asgi``, Django's
+``ASGIHandler`` and ``get_asgi_application`` are django_asyncdb.asgi's for the run.
 """
 
 import argparse
@@ -31,6 +33,9 @@ MODULES = [
     "prefetch_related",
     "select_related",
 ]
+# The module that serves requests through Django's ASGIHandler. (staticfiles_tests'
+# handler tests do too, but in settings whose INSTALLED_APPS leave django_asyncdb out.)
+ASGI_MODULES = ["asgi"]
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".conformance"
 
@@ -65,8 +70,9 @@ def django_tests() -> Path:
     return target / "tests"
 
 
-def install_app() -> None:
-    """Add django_asyncdb to INSTALLED_APPS whenever Django sets up (runtests sets its own)."""
+def install_app(asgi: bool) -> None:
+    """Add django_asyncdb to INSTALLED_APPS whenever Django sets up (runtests sets its own);
+    with ``asgi``, put django_asyncdb's ASGI handler in the place of Django's."""
     original_setup = django.setup
 
     def setup(*args, **kwargs):
@@ -74,7 +80,16 @@ def install_app() -> None:
 
         if "django_asyncdb" not in settings.INSTALLED_APPS:
             settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django_asyncdb"]
-        return original_setup(*args, **kwargs)
+        done = original_setup(*args, **kwargs)
+        if asgi:
+            import django.core.asgi
+            import django.core.handlers.asgi
+
+            from django_asyncdb import asgi as ours
+
+            django.core.handlers.asgi.ASGIHandler = ours.ASGIHandler
+            django.core.asgi.get_asgi_application = ours.get_asgi_application
+        return done
 
     django.setup = setup
 
@@ -82,19 +97,23 @@ def install_app() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
-    parser.add_argument("modules", nargs="*", default=MODULES)
+    parser.add_argument(
+        "--asgi", action="store_true", help="Django's ASGI tests on django_asyncdb's handler"
+    )
+    parser.add_argument("modules", nargs="*")
     args, extra = parser.parse_known_args()
+    modules = args.modules or (ASGI_MODULES if args.asgi else MODULES)
     tests = django_tests()
     sys.path[:0] = [str(tests), str(ROOT)]
     os.chdir(tests)
-    install_app()
+    install_app(args.asgi)
     sys.argv = [
         "runtests.py",
         f"--settings=conformance.settings_{args.database}",
         "--parallel=1",
         "--noinput",
         *extra,
-        *args.modules,
+        *modules,
     ]
     runpy.run_path(str(tests / "runtests.py"), run_name="__main__")
 

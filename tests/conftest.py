@@ -112,9 +112,13 @@ def pytest_configure(config):
         INSTALLED_APPS=[
             "django.contrib.contenttypes",
             "django.contrib.auth",
+            "django.contrib.sessions",
+            "django.contrib.messages",
             "django_asyncdb",
             "testapp",
         ],
+        # Sessions on the alias under test in test_asgi.py; no other model is routed.
+        DATABASE_ROUTERS=["asgi_project.SessionRouter"],
         USE_TZ=True,
         TIME_ZONE="Europe/Paris",
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",

@@ -1,18 +1,376 @@
-"""ASGI: lifespan shutdown closes the pools; requests pass through to Django."""
+"""ASGI: lifespan closes the pools; django_asyncdb's handler answers as Django's does, with
+Django's own sync hooks run on the event loop instead of a thread.
+
+Every scenario runs through Django's ASGIHandler and through ours, on every vendor (the
+sessions live on the alias under test), and must give the same responses and the same
+sessions; ours must do it without a thread hop where the hooks are safe.
+"""
 
 import asyncio
+import threading
+from http.cookies import SimpleCookie
 
-from django.core.asgi import get_asgi_application
+import pytest
+from asgiref.sync import SyncToAsync
+from django.contrib.sessions.models import Session
+from django.core.asgi import get_asgi_application as django_application
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+from django.core.signals import request_started
+from django.test import override_settings
 
+import asgi_project
 from conftest import arun
 from django_asyncdb import connections as seam
-from django_asyncdb.asgi import with_lifespan
+from django_asyncdb import hooks
+from django_asyncdb.asgi import ASGIHandler, get_asgi_application, with_lifespan
 from testapp.models import Author
 
+PROJECT = {
+    "ROOT_URLCONF": "asgi_project",
+    "MIDDLEWARE": asgi_project.MIDDLEWARE,
+    "ALLOWED_HOSTS": ["testserver"],
+}
 
-def test_lifespan_closes_pools(schema):
-    app = with_lifespan(get_asgi_application())
 
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # [(name, value)] as str, names lowercased
+        self.body = body
+
+    def header(self, name):
+        return [value for key, value in self.headers if key == name]
+
+    def cookies(self):
+        jar = SimpleCookie()
+        for value in self.header("set-cookie"):
+            jar.load(value)
+        return jar
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+
+async def call(app, method, path, *, body=b"", cookies=None, headers=()):
+    """One HTTP request through the ASGI application ``app``."""
+    path, _, query = path.partition("?")
+    raw = [(b"host", b"testserver"), *headers]
+    if cookies:
+        raw.append((b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode()))
+    if body:
+        raw.append((b"content-type", b"application/x-www-form-urlencoded"))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    received = False
+    disconnect = asyncio.Event()
+    sent = []
+
+    async def receive():
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    disconnect.set()
+    start = sent[0]
+    headers = [(k.decode().lower(), v.decode()) for k, v in start["headers"]]
+    content = b"".join(m.get("body", b"") for m in sent[1:])
+    return Response(start["status"], headers, content)
+
+
+@pytest.fixture
+def project(alias):
+    """The test project on ``alias`` (its sessions there too)."""
+    with override_settings(**PROJECT):
+        asgi_project.SessionRouter.alias = alias
+        asgi_project.RECORDED.clear()
+        try:
+            yield alias
+        finally:
+            asgi_project.SessionRouter.alias = None
+
+
+@pytest.fixture
+def hops(monkeypatch):
+    """Every call that ran in a worker thread (asgiref's thread_handler), by function."""
+    calls = []
+    original = SyncToAsync.thread_handler
+
+    def counting(self, *args, **kwargs):
+        calls.append(hooks.dotted(self.func))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "thread_handler", counting)
+    return calls
+
+
+def serve(kind, **kwargs):
+    return DjangoASGIHandler() if kind == "django" else ASGIHandler(**kwargs)
+
+
+def both(scenario, alias, hops, **kwargs):
+    """Run ``scenario(app, alias)`` through Django's handler and ours: (results, hops) each."""
+    outcome = {}
+    for kind in ("django", "asyncdb"):
+        app = serve(kind, **kwargs)
+        del hops[:]
+        result = arun(scenario, app, alias)
+        outcome[kind] = (result, list(hops))
+    return outcome
+
+
+def cookie_shape(response):
+    """Cookie names and attributes, without values (session keys and tokens are random)."""
+    return {
+        name: {k: v for k, v in morsel.items() if v and k != "expires"}
+        for name, morsel in response.cookies().items()
+    }
+
+
+async def session_visits(app, alias):
+    first = await call(app, "GET", f"/{alias}/visits/")
+    key = first.cookies()["sessionid"].value
+    second = await call(app, "GET", f"/{alias}/visits/", cookies={"sessionid": key})
+    stored = await Session.objects.using(alias).aget(session_key=key)
+    return {
+        "status": [first.status, second.status],
+        "json": [first.json(), second.json()],
+        "cookies": cookie_shape(first),
+        "headers": sorted({name for name, _ in first.headers}),
+        "second_sets_cookie": bool(second.header("set-cookie")),
+        "session": stored.get_decoded(),
+    }
+
+
+def test_sessions_and_orm_as_django_with_no_hop(project, hops):
+    outcome = both(session_visits, project, hops)
+    theirs, their_hops = outcome["django"]
+    ours, our_hops = outcome["asyncdb"]
+    assert ours == theirs
+    assert ours["json"][1]["visits"] == 2
+    assert ours["json"][1]["user"] == "AnonymousUser"
+    assert ours["session"] == {"visits": 2}
+    assert our_hops == []
+    # Django's handler runs every hook in a thread: the counter can see them.
+    assert "django.contrib.sessions.middleware.SessionMiddleware.process_response" in their_hops
+    assert len(their_hops) >= 10
+
+
+async def sync_view(app, alias):
+    first = await call(app, "GET", f"/{alias}/sync-visits/")
+    key = first.cookies()["sessionid"].value
+    stored = await Session.objects.using(alias).aget(session_key=key)
+    return first.status, first.json(), stored.get_decoded()
+
+
+def test_sync_view_still_runs_in_a_thread(project, hops):
+    outcome = both(sync_view, project, hops)
+    assert outcome["asyncdb"][0] == outcome["django"][0]
+    assert outcome["asyncdb"][0][1]["visits"] == 1
+    # The request's thread ran the view: request_finished's receivers (which close that
+    # thread's database connections) run there too, as in Django.
+    assert outcome["asyncdb"][1] == [
+        "asgi_project.sync_visits",
+        "django.http.response.HttpResponseBase.close",
+    ]
+
+
+async def csrf(app, alias):
+    page = await call(app, "GET", "/form/")
+    token = page.json()["token"]
+    cookie = page.cookies()["csrftoken"].value
+    refused = await call(app, "POST", "/form/", body=b"name=x", cookies={"csrftoken": cookie})
+    body = f"name=ok&csrfmiddlewaretoken={token}".encode()
+    accepted = await call(app, "POST", "/form/", body=body, cookies={"csrftoken": cookie})
+    return page.status, cookie_shape(page), refused.status, accepted.status, accepted.json()
+
+
+def test_csrf_as_django_with_no_hop(project, hops):
+    outcome = both(csrf, project, hops)
+    assert outcome["asyncdb"][0] == outcome["django"][0]
+    assert outcome["asyncdb"][0][2:] == (403, 200, {"posted": "ok"})
+    # Django logs a 4xx/5xx response in a thread of its own (logging handlers may do I/O).
+    assert outcome["asyncdb"][1] == ["django.utils.log.log_response"]
+
+
+async def errors(app, alias):
+    failed = await call(app, "GET", "/fail/")
+    handled = await call(app, "GET", "/fail/?key=1")
+    hook_failed = await call(app, "GET", "/fail/?fail=request")
+    missing = await call(app, "GET", "/nowhere/")
+    return [
+        (r.status, r.header("x-recorded"), r.body if r.status == 409 else b"")
+        for r in (failed, handled, hook_failed, missing)
+    ]
+
+
+def _with_recorder():
+    return override_settings(MIDDLEWARE=[*asgi_project.MIDDLEWARE, "asgi_project.Recorder"])
+
+
+def test_project_middleware_stays_in_a_thread_unless_listed(project, hops):
+    loop_thread = []
+
+    async def record(app, alias):
+        loop_thread.append(threading.get_ident())
+        response = await call(app, "GET", f"/{alias}/visits/")
+        return response.status, response.header("x-recorded")
+
+    with _with_recorder():
+        asgi_project.RECORDED.clear()
+        assert arun(record, ASGIHandler(), project) == (200, ["yes"])
+        in_thread = list(asgi_project.RECORDED)
+        assert hops == [
+            "asgi_project.Recorder.process_request",
+            "asgi_project.Recorder.process_response",
+            "django.http.response.HttpResponseBase.close",  # where the thread is
+        ]
+        del hops[:]
+        asgi_project.RECORDED.clear()
+        listed = ASGIHandler(loop_safe=["asgi_project.Recorder"])
+        assert arun(record, listed, project) == (200, ["yes"])
+        on_loop = list(asgi_project.RECORDED)
+    assert [ident for _, ident in in_thread] != [loop_thread[0]] * 2
+    assert on_loop == [("process_request", loop_thread[1]), ("process_response", loop_thread[1])]
+    assert hops == []
+
+
+def test_errors_in_views_and_hooks_as_django(project, hops):
+    with _with_recorder():
+        outcome = both(errors, project, hops, loop_safe=["asgi_project.Recorder"])
+    assert outcome["asyncdb"][0] == outcome["django"][0]
+    assert outcome["asyncdb"][0] == [
+        (500, ["yes"], b""),
+        (409, ["yes"], b"handled"),
+        (500, [], b""),  # Recorder's own process_request failed: no process_response
+        (404, ["yes"], b""),
+    ]
+    # Django builds the error response and logs it in threads of its own (not the
+    # request's: thread_sensitive=False); handler500 and logging handlers may do any I/O.
+    assert set(outcome["asyncdb"][1]) == {
+        "django.core.handlers.exception.response_for_exception",
+        "django.utils.log.log_response",
+    }
+
+
+async def streamed(app, alias):
+    response = await call(app, "GET", "/stream/")
+    return response.status, response.body
+
+
+def test_streaming_response_closes_in_a_thread(project, hops):
+    outcome = both(streamed, project, hops)
+    assert outcome["asyncdb"][0] == outcome["django"][0] == (200, b"abc")
+    assert outcome["asyncdb"][1] == ["django.http.response.HttpResponseBase.close"]
+
+
+def project_receiver(sender, **kwargs):
+    """A request_started receiver of the project's own."""
+
+
+def test_request_signal_with_a_project_receiver(project, hops):
+    async def one(app, alias):
+        return (await call(app, "GET", f"/{alias}/visits/")).status
+
+    request_started.connect(project_receiver)
+    try:
+        assert arun(one, ASGIHandler(), project) == 200
+        assert hops == [
+            "django.dispatch.dispatcher.Signal.asend.<locals>.sync_send",
+            "django.http.response.HttpResponseBase.close",  # where the thread is
+        ]
+        del hops[:]
+        listed = ASGIHandler(loop_safe=["test_asgi.project_receiver"])
+        assert arun(one, listed, project) == 200
+        assert hops == []
+    finally:
+        request_started.disconnect(project_receiver)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, {"SessionMiddleware": True, "CsrfViewMiddleware": True, "MessageMiddleware": True}),
+        (
+            {"SESSION_ENGINE": "django.contrib.sessions.backends.cache"},
+            {"SessionMiddleware": False, "CsrfViewMiddleware": True, "MessageMiddleware": False},
+        ),
+        (
+            {"SESSION_ENGINE": "django.contrib.sessions.backends.file", "CSRF_USE_SESSIONS": True},
+            {"SessionMiddleware": False, "CsrfViewMiddleware": False, "MessageMiddleware": False},
+        ),
+        (
+            {"SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies"},
+            {"SessionMiddleware": True, "CsrfViewMiddleware": True, "MessageMiddleware": True},
+        ),
+    ],
+)
+def test_which_of_djangos_middleware_run_on_the_loop(schema, overrides, expected):
+    from django.contrib.messages.middleware import MessageMiddleware
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.middleware.common import CommonMiddleware
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    classes = {
+        "SessionMiddleware": SessionMiddleware,
+        "CsrfViewMiddleware": CsrfViewMiddleware,
+        "MessageMiddleware": MessageMiddleware,
+    }
+    with override_settings(**overrides):
+        decided = hooks.LoopHooks()
+    assert {name: decided.middleware_class(cls) for name, cls in classes.items()} == expected
+    assert decided.middleware_class(CommonMiddleware)
+
+    class Subclass(SessionMiddleware):
+        """A project's subclass is the project's code: not trusted unless listed."""
+
+    assert not decided.middleware_class(Subclass)
+
+
+def test_sessions_on_a_non_native_alias_stay_in_threads(schema):
+    asgi_project.SessionRouter.alias = "optout"
+    try:
+        decided = hooks.LoopHooks()
+    finally:
+        asgi_project.SessionRouter.alias = None
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    assert not decided.middleware_class(SessionMiddleware)
+
+
+def test_loop_safe_takes_dotted_paths():
+    with pytest.raises(TypeError, match="dotted paths"):
+        ASGIHandler(loop_safe=[asgi_project.Recorder])
+
+
+def test_handler_needs_the_app():
+    apps = ["django.contrib.contenttypes", "django.contrib.auth", "testapp"]
+    with override_settings(INSTALLED_APPS=apps), pytest.raises(ImproperlyConfigured):
+        ASGIHandler()
+
+
+def _lifespan(app):
     async def main():
         await Author.objects.acount()
         pool = seam.pool("default")
@@ -28,6 +386,15 @@ def test_lifespan_closes_pools(schema):
         await app({"type": "lifespan"}, inbox.get, send)
         return sent, pool.size
 
-    sent, size = arun(main)
+    return arun(main)
+
+
+def _wrapped_django():
+    return with_lifespan(django_application())
+
+
+@pytest.mark.parametrize("make", [get_asgi_application, _wrapped_django])
+def test_lifespan_closes_pools(schema, make):
+    sent, size = _lifespan(make())
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert size == 0

@@ -1,4 +1,4 @@
-"""COUNT_HOPS mode only: the SyncToAsync calls counted since the last reset, as JSON."""
+"""COUNT_HOPS mode only: the thread hops counted since the last reset, as JSON."""
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt

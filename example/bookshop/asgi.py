@@ -1,27 +1,32 @@
 """ASGI entry point (uvicorn with lifespan on).
 
-On lifespan shutdown the shared httpx clients are closed, then django_asyncdb's
-``with_lifespan`` closes the database pools.
+With django_asyncdb (the default): its handler, which is Django's with lifespan (the database
+pools close on shutdown) and Django's own sync middleware hooks run on the event loop. With
+ASGI_HANDLER=django (the default when ASYNCDB=0): Django's own handler, wrapped in
+``with_lifespan``. On lifespan shutdown the shared httpx clients are closed first.
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bookshop.settings")
-django_application = get_asgi_application()
 
-from books import upstream  # noqa: E402
+from django.conf import settings
+from django.core.asgi import get_asgi_application as django_asgi_application
 
-from django_asyncdb.asgi import with_lifespan  # noqa: E402
+from django_asyncdb.asgi import get_asgi_application, with_lifespan
 
-_with_pools = with_lifespan(django_application)
+if settings.ASGI_HANDLER == "asyncdb":
+    _serve = get_asgi_application()
+else:
+    _serve = with_lifespan(django_asgi_application())
+
+from books import upstream
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
-    """Django with lifespan: close the upstream clients, then the pools, on shutdown."""
+    """The bookshop; on lifespan shutdown the upstream clients close, then the pools."""
     if scope["type"] != "lifespan":
-        await _with_pools(scope, receive, send)
+        await _serve(scope, receive, send)
         return
 
     async def receive_and_close():  # type: ignore[no-untyped-def]
@@ -30,4 +35,4 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
             await upstream.aclose_clients()
         return message
 
-    await _with_pools(scope, receive_and_close, send)
+    await _serve(scope, receive_and_close, send)

@@ -4,13 +4,16 @@ DATABASE_URL   sqlite:///relative/path, sqlite:////absolute/path, postgres://, p
                mysql:// or mariadb:// (default: SQLite at example/db.sqlite3)
 ASYNCDB        "0" removes django_asyncdb from INSTALLED_APPS: the async views then run on
                Django's built-in thread-hopping async ORM (default "1")
+ASGI_HANDLER   "asyncdb" (default with django_asyncdb): django_asyncdb.asgi's handler, which
+               runs Django's own sync middleware hooks on the event loop; "django" (default
+               with ASYNCDB=0): Django's own, which runs each of them in a thread
 ASYNCDB_POOL   django_asyncdb's pool size per event loop (DATABASES[...]["ASYNC"]["MAX_SIZE"])
 CONN_MAX_AGE   Django's persistent sync connections, in seconds (default 0, Django's default)
 DJANGO_POOL    with ASYNCDB=0 on PostgreSQL: size of Django's own psycopg pool for its sync
                connections (OPTIONS["pool"], Django's advice for ASGI; default 0: no pool)
 REDIS_URL      use Django's RedisCache there (default: local memory)
 UPSTREAM_URL   the external API the /upstream/ views call (default http://127.0.0.1:8001/)
-COUNT_HOPS     "1" counts asgiref SyncToAsync calls and serves them at /debug/hops/
+COUNT_HOPS     "1" counts asgiref's thread hops and serves them at /debug/hops/
 """
 
 import os
@@ -22,6 +25,9 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 ASYNCDB = os.environ.get("ASYNCDB", "1") != "0"
+ASGI_HANDLER = os.environ.get("ASGI_HANDLER", "asyncdb" if ASYNCDB else "django")
+if ASGI_HANDLER not in ("asyncdb", "django"):
+    raise ImproperlyConfigured(f"ASGI_HANDLER must be 'asyncdb' or 'django', not {ASGI_HANDLER!r}")
 COUNT_HOPS = os.environ.get("COUNT_HOPS", "0") == "1"
 DEBUG = os.environ.get("DEBUG", "0") == "1"
 SECRET_KEY = os.environ.get("SECRET_KEY", "example-only-not-secret")

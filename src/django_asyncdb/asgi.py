@@ -1,18 +1,37 @@
-"""ASGI lifespan support: close the pools when the server shuts down.
+"""Serving Django under ASGI: lifespan (pools closed on shutdown) and no thread per hook.
 
-Django's ASGI handler does not speak the lifespan protocol. Wrap it::
+The whole of it, in ``asgi.py``::
 
-    from django.core.asgi import get_asgi_application
-    from django_asyncdb.asgi import with_lifespan
+    from django_asyncdb.asgi import get_asgi_application
 
-    application = with_lifespan(get_asgi_application())
+    application = get_asgi_application()
+
+That is Django's own ``ASGIHandler`` with two differences:
+
+- it answers the ASGI lifespan protocol and closes the event loop's database pools on
+  shutdown;
+- Django's sync pieces around the view (middleware hooks, the request signals'
+  receivers, the response's ``close()``) run on the event loop when they are known to do
+  no blocking I/O but database queries, which then run natively (see
+  :mod:`django_asyncdb.hooks`). Django would run each of them in a thread. Sync views,
+  your own ``sync_to_async`` calls and any other middleware still run in a thread.
+
+An application that only needs the lifespan part can wrap any ASGI application::
+
+    application = with_lifespan(django.core.asgi.get_asgi_application())
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+import django
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+
+from . import hooks
 from .connections import close_pools
 
 Scope = MutableMapping[str, Any]
@@ -21,27 +40,69 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["with_lifespan"]
+__all__ = ["ASGIHandler", "get_asgi_application", "with_lifespan"]
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Answer one lifespan session; the pools close when the server stops."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                await close_pools()
+            except Exception as exc:
+                await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def with_lifespan(app: ASGIApp) -> ASGIApp:
-    """Answer lifespan events for ``app``; on shutdown, close every pool of this loop."""
+    """Wrap an ASGI application so that lifespan shutdown closes every pool."""
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
             return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                try:
-                    await close_pools()
-                except Exception as exc:
-                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await _lifespan(receive, send)
 
     return application
+
+
+class ASGIHandler(DjangoASGIHandler):
+    """Django's ASGI handler, with lifespan, and its safe sync hooks run on the loop.
+
+    ``loop_safe`` names (dotted paths) more middleware classes and request signal
+    receivers whose sync code does no blocking I/O other than database queries.
+    """
+
+    loop_hooks: hooks.LoopHooks | None = None
+
+    def __init__(self, *, loop_safe: Iterable[str] = ()) -> None:
+        if not apps.is_installed("django_asyncdb"):
+            raise ImproperlyConfigured(
+                "django_asyncdb.asgi's handler needs 'django_asyncdb' in INSTALLED_APPS; "
+                "without it use django.core.asgi.get_asgi_application()."
+            )
+        self.loop_hooks = hooks.LoopHooks(loop_safe)
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if self.loop_hooks is None:  # a subclass that did not call __init__ (a mixin's)
+            self.loop_hooks = hooks.LoopHooks()
+        token = hooks.serving(self.loop_hooks)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            hooks.done(token)
+
+
+def get_asgi_application(*, loop_safe: Iterable[str] = ()) -> ASGIHandler:
+    """Set Django up and return its ASGI handler, as ``django.core.asgi`` does, with ours."""
+    django.setup(set_prefix=False)
+    return ASGIHandler(loop_safe=loop_safe)

@@ -1,4 +1,4 @@
-"""Every Django entry point django_asyncdb rebinds, in one place.
+"""Every Django (and asgiref) entry point django_asyncdb rebinds, in one place.
 
 ``install()`` runs from ``AppConfig.ready()``. A test checks ``_patches()`` against the
 installed Django, so an upgrade that moves one of these fails loudly instead of
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models as django_models
 from django.db import transaction as django_transaction
@@ -26,7 +27,7 @@ from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
 
-from . import models, query, related, signals, testing, transaction, wrapper
+from . import hooks, models, query, related, signals, testing, transaction, wrapper
 
 
 def _patches() -> list[tuple[Any, str, Any]]:
@@ -57,6 +58,9 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (Atomic, "__enter__", transaction.atomic_enter),
         (Atomic, "__exit__", transaction.atomic_exit),
         (Signal, "send", signals.send),
+        # Django's sync request hooks on the event loop, under django_asyncdb.asgi only.
+        (SyncToAsync, "__call__", hooks.sync_to_async_call),
+        (Signal, "asend", hooks.asend),
         # No hidden I/O.
         (ForwardManyToOneDescriptor, "get_object", related.forward_get_object),
         (ReverseOneToOneDescriptor, "__get__", related.reverse_one_to_one_get),

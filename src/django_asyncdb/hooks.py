@@ -1,0 +1,220 @@
+"""Django's sync request hooks, run on the event loop by django_asyncdb's ASGI handler.
+
+Under ASGI, Django runs every sync piece of a request through asgiref's
+``sync_to_async``: each middleware hook (``process_request``, ``process_view``,
+``process_response``, ...), the ``request_started``/``request_finished`` receivers and
+the response's ``close()``, in a thread made for that request. Those pieces are small
+and mostly do no I/O; the hops cost more than the work.
+
+Inside a request served by :class:`django_asyncdb.asgi.ASGIHandler`, the hooks that
+:class:`LoopHooks` deems safe run in the bridge instead, on the event loop: their
+database queries (a session read or saved) run natively, as those of a model signal's
+sync receiver do. Everything else keeps Django's behaviour: sync views, ``sync_to_async``
+calls of your own, the cache API's async methods and unknown middleware run in the
+request's thread.
+
+A hook is safe when its only blocking I/O is database queries on native aliases:
+Django's own middleware (the session-touching ones only with a database or
+signed-cookie session engine), Django's own receivers, and whatever the project lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from types import MethodType
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from django.apps import apps
+from django.conf import settings
+from django.core.handlers.base import BaseHandler
+from django.core.signals import request_finished, request_started
+from django.db import router
+from django.dispatch import Signal
+from django.http import FileResponse, HttpResponseBase
+
+from . import bridge
+from . import connections as seam
+
+__all__ = ["HOOKS", "LoopHooks"]
+
+HOOKS = frozenset(
+    {
+        "process_request",
+        "process_view",
+        "process_response",
+        "process_exception",
+        "process_template_response",
+    }
+)
+
+# Django's middleware whose hooks do no I/O at all.
+NO_IO = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.gzip.GZipMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",  # the user is lazy
+    }
+)
+# Django's middleware whose hooks read or write the session or query the database.
+SESSION_OR_DATABASE = frozenset(
+    {
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+        "django.contrib.sites.middleware.CurrentSiteMiddleware",
+        "django.contrib.flatpages.middleware.FlatpageFallbackMiddleware",
+        "django.contrib.redirects.middleware.RedirectFallbackMiddleware",
+    }
+)
+CSRF = "django.middleware.csrf.CsrfViewMiddleware"
+# Session engines whose only I/O is database queries.
+DATABASE_SESSIONS = frozenset(
+    {
+        "django.contrib.sessions.backends.db",
+        "django.contrib.sessions.backends.signed_cookies",
+    }
+)
+
+_hooks: ContextVar[LoopHooks | None] = ContextVar("django_asyncdb_hooks", default=None)
+
+
+def dotted(obj: Any) -> str:
+    """``module.qualname`` of a class, a function, a bound method or a callable object."""
+    target = getattr(obj, "__func__", obj)
+    if not hasattr(target, "__qualname__"):
+        target = type(target)
+    return f"{getattr(target, '__module__', None)}.{target.__qualname__}"
+
+
+def _djangos(name: str) -> bool:
+    return name.startswith("django.")
+
+
+def _sessions_and_users_are_native() -> bool:
+    """True if sessions do database I/O only, and sessions and users live on native aliases."""
+    if settings.SESSION_ENGINE not in DATABASE_SESSIONS:
+        return False
+    models = []
+    if apps.is_installed("django.contrib.sessions"):
+        models.append(apps.get_model("sessions", "Session"))
+    if apps.is_installed("django.contrib.auth"):
+        models.append(apps.get_model(settings.AUTH_USER_MODEL))
+    return all(
+        seam.is_native(router.db_for_read(model)) and seam.is_native(router.db_for_write(model))
+        for model in models
+    )
+
+
+class LoopHooks:
+    """Which of a request's sync pieces may run on the event loop.
+
+    ``loop_safe`` names (dotted paths) middleware classes and signal receivers of the
+    project whose sync code does no blocking I/O other than database queries.
+    """
+
+    def __init__(self, loop_safe: Iterable[str] = ()) -> None:
+        extra = frozenset(loop_safe)
+        for name in extra:
+            if not isinstance(name, str) or "." not in name:
+                raise TypeError(f"loop_safe takes dotted paths ('module.Name'), not {name!r}")
+        self.middleware = NO_IO | extra
+        if _sessions_and_users_are_native():
+            self.middleware |= SESSION_OR_DATABASE | {CSRF}
+        elif not settings.CSRF_USE_SESSIONS:
+            self.middleware |= {CSRF}
+        self.receivers = extra
+        self._classes: dict[type, bool] = {}
+        self._callables: dict[Any, bool] = {}
+
+    def middleware_class(self, cls: type) -> bool:
+        """May the hooks of middleware class ``cls`` run on the loop?"""
+        found = self._classes.get(cls)
+        if found is None:
+            found = self._classes[cls] = dotted(cls) in self.middleware
+        return found
+
+    def receiver(self, receiver: Any) -> bool:
+        """May this signal receiver run on the loop? Django's own and listed ones may."""
+        key = getattr(receiver, "__func__", receiver)
+        found = self._callables.get(key)
+        if found is None:
+            name = dotted(receiver)
+            found = self._callables[key] = _djangos(name) or name in self.receivers
+        return found
+
+    def signal(self, signal: Signal, sender: Any) -> bool:
+        """May ``signal``'s sync receivers for ``sender`` run on the loop?"""
+        if signal is not request_started and signal is not request_finished:
+            return False
+        if signal is request_finished and _request_thread_used():
+            # Its receivers close the sync connections of the thread the request used:
+            # they run there, after whatever that thread still runs (a cancelled view).
+            return False
+        sync_receivers, _ = signal._live_receivers(sender)
+        return all(self.receiver(receiver) for receiver in sync_receivers)
+
+    def runs_in_loop(self, func: Callable[..., Any]) -> bool:
+        """Should this thread-sensitive ``sync_to_async`` function run on the loop?"""
+        if type(func) is not MethodType:
+            return False
+        owner = func.__self__
+        name = func.__name__
+        if name in HOOKS:
+            return self.middleware_class(type(owner))
+        if name == "process_exception_by_middleware" and isinstance(owner, BaseHandler):
+            # Calls every middleware's sync process_exception in turn.
+            return all(
+                type(hook) is MethodType and self.middleware_class(type(hook.__self__))
+                for hook in owner._exception_middleware
+            )
+        if name == "close" and isinstance(owner, HttpResponseBase):
+            # A streamed response's close() may run a generator's cleanup: any code.
+            if owner.streaming and not isinstance(owner, FileResponse):
+                return False
+            return self.signal(request_finished, owner._handler_class)
+        return False
+
+
+def _request_thread_used() -> bool:
+    """Has asgiref started the current request's thread (ThreadSensitiveContext)?"""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    return context is not None and context in SyncToAsync.context_to_thread_executor
+
+
+def serving(hooks: LoopHooks) -> Any:
+    """Mark the current context as a request of a handler with ``hooks``; a reset token."""
+    return _hooks.set(hooks)
+
+
+def done(token: Any) -> None:
+    """Undo :func:`serving`."""
+    _hooks.reset(token)
+
+
+# Patch targets (installed by patch.py) ----------------------------------------------
+
+_original_call = SyncToAsync.__call__
+_original_asend = Signal.asend
+
+
+def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+    """SyncToAsync.__call__: a safe hook of a request of ours runs in the bridge."""
+    hooks = _hooks.get()
+    if hooks is not None and self._thread_sensitive and hooks.runs_in_loop(self.func):
+        return bridge.run(self.func, *args, **kwargs)
+    return _original_call(self, *args, **kwargs)
+
+
+async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
+    """Signal.asend: a request signal of ours with safe receivers is sent in the bridge."""
+    hooks = _hooks.get()
+    if hooks is not None and hooks.signal(self, sender):
+        # In the bridge, send() calls the sync receivers in place and awaits the async ones.
+        return await bridge.run(self.send, sender, **named)
+    return await _original_asend(self, sender, **named)
