@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connections
+from django.db.models import Prefetch
 from django.db.models.query import QuerySet
 from django.db.models.sql.query import Query
 
@@ -122,6 +123,31 @@ CASES = {
     ),
     "select_related": (
         lambda a: Book.objects.using(a).select_related("author"),
+        [{"pk": 3}, {"pk": 4}, {"pk": 999}, {"pk": 5}],
+        True,
+    ),
+    "select_related_nested_nullable": (
+        lambda a: Book.objects.using(a).select_related("author__mentor", "publisher"),
+        [{"pk": 3}, {"pk": 8}, {"pk": 12}],
+        True,
+    ),
+    "select_related_all": (
+        lambda a: Book.objects.using(a).select_related(),
+        [{"pk": 2}, {"pk": 6}],
+        True,
+    ),
+    "prefetch_related": (
+        lambda a: A.using(a).prefetch_related("books", "books__tags"),
+        [{"pk": 3}, {"pk": 4}, {"pk": 999}, {"pk": 9}],
+        True,
+    ),
+    "select_and_prefetch": (
+        lambda a: Book.objects.using(a).select_related("author").prefetch_related("tags"),
+        [{"pk": 3}, {"pk": 4}, {"pk": 10}],
+        True,
+    ),
+    "prefetch_object": (
+        lambda a: A.using(a).prefetch_related(Prefetch("books")),
         [{"pk": 3}, {"pk": 4}],
         False,
     ),
@@ -148,11 +174,14 @@ def test_aget_matches_get_call_after_call(alias, name, thread_hops, monkeypatch)
     make, calls, cached = CASES[name]
     expected = [_snapshot_get(make(alias), kwargs) for kwargs in calls]
 
+    # Django's planning of the queried model's statement (prefetching plans its own).
     planned = []
     original_add_q = Query.add_q
+    model = make(alias).model
 
     def counting_add_q(self, *args, **kwargs):
-        planned.append(self.model)
+        if self.model is model:
+            planned.append(self.model)
         return original_add_q(self, *args, **kwargs)
 
     monkeypatch.setattr(Query, "add_q", counting_add_q)

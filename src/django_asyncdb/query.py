@@ -237,7 +237,10 @@ async def aget(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
             rows = await seam.fetchall(alias, shape.sql, params)
             if len(rows) == 1:  # otherwise Django's get() raises its own error
                 compiler = copy.copy(shape.compiler)
-                return _materialize(self, compiler, _trim(compiler, rows))[0]
+                found = _materialize(self, compiler, _trim(compiler, rows))
+                if self._prefetch_related_lookups:  # as Django's get() does, natively
+                    await aprefetch_related_objects(found, *self._prefetch_related_lookups)
+                return found[0]
         return await bridge.run(self.get, **kwargs)
     with shapes.capturing() as captured:
         try:

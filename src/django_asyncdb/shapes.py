@@ -11,12 +11,15 @@ compile each one with Django's compiler and check that it gives the very SQL
 fragment Django gave; the cached statement is used only then. Rows go through
 Django's own iterable (``from_db``, converters, ``post_init``).
 
-A call is eligible only when nothing but the keywords differs from a plain
-manager queryset: no other filter, ordering, select_related, values, deferral,
-annotations, custom QuerySet overriding the methods involved. Anything else, a
-value of another type than a plain scalar, a fragment that differs, and every
-result other than exactly one row (so ``DoesNotExist`` and
-``MultipleObjectsReturned`` are raised by Django) take Django's path.
+A call is eligible only when nothing but the keywords, ``select_related()`` and
+``prefetch_related()`` with string lookups differs from a plain manager queryset:
+no other filter, ordering, values, deferral, annotations, custom QuerySet
+overriding the methods involved. The select_related tree and the prefetch lookups
+are part of the shape; the prefetching itself runs Django's prefetch code, natively,
+on the one object found, as Django's ``get()`` does. Anything else, a value of
+another type than a plain scalar, a fragment that differs, and every result other
+than exactly one row (so ``DoesNotExist`` and ``MultipleObjectsReturned`` are raised
+by Django) take Django's path.
 """
 
 from __future__ import annotations
@@ -105,16 +108,26 @@ def _plain_class(cls: type) -> bool:
     return plain
 
 
+def _frozen(tree: Any) -> Any:
+    """A hashable form of ``Query.select_related`` (False, True or a nested dict)."""
+    if isinstance(tree, dict):
+        return tuple(sorted((name, _frozen(sub)) for name, sub in tree.items()))
+    return tree
+
+
 def _pristine(query: Query) -> bool:
-    """True if ``query`` is in the state ``Query(model)`` makes: every attribute equal to
-    a fresh query's, or to the class default (chaining stores some defaults on the
-    instance), caches of derived values aside."""
+    """True if ``query`` is in the state ``Query(model)`` makes, ``select_related`` aside
+    (it is part of the key): every attribute equal to a fresh query's, or to the class
+    default (chaining stores some defaults on the instance), caches of derived values
+    aside."""
     if type(query) is not Query:
         return False
     fresh = _fresh.get(query.model)
     if fresh is None:
         fresh = _fresh[query.model] = dict(Query(query.model).__dict__)
     for name, value in query.__dict__.items():
+        if name == "select_related":
+            continue
         expected = fresh.get(name, _MISSING)
         if expected is _MISSING:
             if name in _DERIVED:
@@ -132,7 +145,7 @@ def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[An
         or queryset._result_cache is not None
         or queryset._iterable_class is not ModelIterable
         or queryset._fields is not None
-        or queryset._prefetch_related_lookups
+        or not all(type(lookup) is str for lookup in queryset._prefetch_related_lookups)
         or queryset._known_related_objects
         or queryset._deferred_filter is not None
         or queryset._sticky_filter
@@ -147,7 +160,14 @@ def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[An
         if kind not in SCALARS:
             return None
         types.append((name, kind))
-    return (queryset.model, queryset.db, tuple(types))
+    query = queryset._query
+    return (
+        queryset.model,
+        queryset.db,
+        tuple(types),
+        _frozen(query.select_related),
+        tuple(queryset._prefetch_related_lookups),
+    )
 
 
 def shapes_of(wrapper: Any) -> dict[tuple[Any, ...], Shape | None]:
