@@ -137,10 +137,10 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def uvicorn(env: dict[str, str], log: Path, port: int | None = None) -> Server:
-    """The bookshop under uvicorn: one worker, lifespan on."""
+def uvicorn(env: dict[str, str], log: Path, port: int | None = None, workers: int = 1) -> Server:
+    """The bookshop under uvicorn: ``workers`` worker processes, lifespan on."""
     port = port or free_port()
-    argv = [*uvicorn_command("127.0.0.1", port), "--workers", "1", "--no-access-log"]
+    argv = [*uvicorn_command("127.0.0.1", port), "--workers", str(workers), "--no-access-log"]
     return Server([*argv, "--log-level", "info"], env, port, log)
 
 

@@ -1,12 +1,16 @@
 """Load study: WSGI vs ASGI, sync views vs thread-hop async vs native async, driven by wrk.
 
-    python example/study.py                       # everything, a few minutes
+    python example/study.py                       # everything, about ten minutes
     python example/study.py --seconds 1 --levels 16 --configs asgi-asyncdb --views detail
 
-Configurations, each server in its own process on a fresh seeded database:
-  wsgi          gunicorn, 2 sync workers, the /sync/ views
-  asgi-django   uvicorn, 1 worker, the /async/ views on Django's built-in async ORM (ASYNCDB=0)
-  asgi-asyncdb  uvicorn, 1 worker, the /async/ views on django_asyncdb
+Configurations, each server in its own process on a fresh seeded database, each with
+--workers worker processes (2 by default, one per core of the study's machine):
+  wsgi              gunicorn sync workers, the /sync/ views
+  asgi-django       uvicorn, the /async/ views on Django's built-in async ORM (ASYNCDB=0)
+                    and Django's ASGI handler
+  asgi-asyncdb-orm  uvicorn, the /async/ views on django_asyncdb's ORM, Django's handler
+                    (ASGI_HANDLER=django): what the ORM alone changes
+  asgi-asyncdb      uvicorn, the /async/ views on django_asyncdb's ORM and its handler
 Writes README.md, results.json and one PNG per view into --out (example/results/).
 Loopback only; every wrk run is bounded by --seconds.
 """
@@ -35,9 +39,10 @@ import harness
 from benchmarks import machine
 
 CONFIGS = {
-    "wsgi": "gunicorn, 2 sync workers, sync views",
-    "asgi-django": "uvicorn, async views, Django's async ORM (thread hops)",
-    "asgi-asyncdb": "uvicorn, async views, django_asyncdb",
+    "wsgi": "gunicorn sync workers, sync views",
+    "asgi-django": "uvicorn, async views, Django's async ORM and ASGI handler (thread hops)",
+    "asgi-asyncdb-orm": "uvicorn, async views, django_asyncdb's ORM on Django's ASGI handler",
+    "asgi-asyncdb": "uvicorn, async views, django_asyncdb's ORM and ASGI handler",
 }
 VIEWS = {  # name: (path after /sync or /async, label)
     "books": ("/books/", "template page, 50 books"),
@@ -125,10 +130,10 @@ def database_url(choice: str, folder: Path) -> str:
     return harness.sqlite_url(str(folder))
 
 
-def start(config: str, env: dict[str, str], log: Path) -> harness.Server:
+def start(config: str, env: dict[str, str], log: Path, workers: int) -> harness.Server:
     if config == "wsgi":
-        return harness.gunicorn(env, log, workers=2)
-    return harness.uvicorn(env, log)
+        return harness.gunicorn(env, log, workers=workers)
+    return harness.uvicorn(env, log, workers=workers)
 
 
 def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str, str]]:
@@ -139,7 +144,11 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str,
     upstream = harness.upstream(args.upstream_delay, work / "upstream.log")
     upstream.wait_ready()
     redis = args.cache == "redis" or (args.cache == "auto" and harness.reachable(6379))
-    facts["cache"] = "Redis (Django's RedisCache)" if redis else "local memory"
+    facts["cache"] = (
+        "Redis (Django's RedisCache, its connections shared by the process: bookshop/cache.py)"
+        if redis
+        else "local memory"
+    )
     try:
         for config in args.configs:
             url = database_url(args.database, work)
@@ -156,7 +165,9 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str,
             if redis:
                 env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
             harness.prepare(env)
-            server = start(config, env, work / f"{config}.log")
+            if config == "asgi-asyncdb-orm":
+                env["ASGI_HANDLER"] = "django"
+            server = start(config, env, work / f"{config}.log", args.workers)
             server.wait_ready()
             try:
                 prefix = "/sync" if config == "wsgi" else "/async"
@@ -203,7 +214,7 @@ def find(cells: list[Cell], config: str, view: str, level: int) -> Cell | None:
     return None
 
 
-def targets(cells: list[Cell], top: int) -> list[str]:
+def targets(cells: list[Cell], top: int, workers: int) -> list[str]:
     """The issue's targets, checked on this run's figures."""
     lines = []
     asyncdb = find(cells, "asgi-asyncdb", "detail", top)
@@ -216,14 +227,21 @@ def targets(cells: list[Cell], top: int) -> list[str]:
             f"Django's async ORM (target 2x), p99 {asyncdb.p99_ms:.1f} ms vs "
             f"{django.p99_ms:.1f} ms (target: lower): **{'held' if held else 'missed'}**"
         )
+        orm = find(cells, "asgi-asyncdb-orm", "detail", top)
+        if orm:
+            lines.append(
+                f"  - of which the ORM alone (`asgi-asyncdb-orm`, on Django's handler): "
+                f"{orm.requests_per_second / max(django.requests_per_second, 1e-9):.2f}x, "
+                f"p99 {orm.p99_ms:.1f} ms"
+            )
     wsgi = find(cells, "wsgi", "upstream", top)
-    for config in ("asgi-django", "asgi-asyncdb"):
+    for config in ("asgi-django", "asgi-asyncdb-orm", "asgi-asyncdb"):
         other = find(cells, config, "upstream", top)
         if wsgi and other:
             ratio = other.requests_per_second / max(wsgi.requests_per_second, 1e-9)
             lines.append(
                 f"- External API, {top} connections: {config} {ratio:.1f}x the requests/s of "
-                f"2-worker WSGI (target 10x): **{'held' if ratio >= 10 else 'missed'}**"
+                f"{workers}-worker WSGI (target 10x): **{'held' if ratio >= 10 else 'missed'}**"
             )
     failed = [c for c in cells if c.errors]
     lines.append(
@@ -304,11 +322,14 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         "",
         f"Database: {facts.get('database', '?')}, fresh and seeded for each configuration; "
         f"cache: {facts.get('cache', '?')}; upstream delay {args.upstream_delay:g} ms; "
-        f"{args.seconds:g} s per cell; django_asyncdb pool MAX_SIZE {args.pool}; "
+        f"{args.seconds:g} s per cell; django_asyncdb pool MAX_SIZE {args.pool} per worker; "
         f"CONN_MAX_AGE {args.conn_max_age} for WSGI; under ASGI 0 (Django's advice), and on "
-        f"PostgreSQL Django's own psycopg pool of {args.pool} for `asgi-django`.",
+        f"PostgreSQL Django's own psycopg pool of {args.pool} per worker for `asgi-django`. "
+        "The upstream client: httpx, 8 AsyncClients of 8 connections per worker "
+        "(books/upstream.py).",
         "",
-        "Configurations (each server in its own process; uvicorn runs a single worker):",
+        f"Configurations (each server in its own process, with {args.workers} worker "
+        f"process{'es' if args.workers > 1 else ''}, gunicorn's and uvicorn's alike):",
         "",
         *(f"- `{name}`: {what}" for name, what in CONFIGS.items() if name in args.configs),
         "",
@@ -318,7 +339,7 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         "",
         "## Targets",
         "",
-        *targets(cells, top),
+        *targets(cells, top, args.workers),
         "",
     ]
     lines += [f"![{name}]({name})" for name in charts(cells, args, out)]
@@ -338,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pool", type=int, default=10, help="django_asyncdb MAX_SIZE and Django's own pool size"
     )
     parser.add_argument("--conn-max-age", type=int, default=60, help="WSGI CONN_MAX_AGE")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per server")
     parser.add_argument("--out", type=Path, default=harness.HERE / "results")
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "example/study.py", *(argv or sys.argv[1:])])
@@ -357,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(cells, facts, args, args.out)
     (args.out / "README.md").write_text(text)
     print(f"\nwrote {args.out / 'README.md'}")
-    print("\n".join(targets(cells, max(args.levels))))
+    print("\n".join(targets(cells, max(args.levels), args.workers)))
     return 0
 
 

@@ -84,6 +84,8 @@ if os.environ.get("REDIS_URL"):
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
             "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "bookshop"),
+            # Keep Redis connections across requests (see bookshop/cache.py).
+            "OPTIONS": {"pool_class": "bookshop.cache.SharedConnectionPool"},
         }
     }
 else:
