@@ -1,6 +1,6 @@
 """Load study: WSGI vs ASGI, sync views vs thread-hop async vs native async, driven by wrk.
 
-    python example/study.py                       # everything, about ten minutes
+    python example/study.py                       # everything, about 20 minutes
     python example/study.py --seconds 1 --levels 16 --configs asgi-asyncdb --views detail
 
 Configurations, each server in its own process on a fresh seeded database, each with
@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 # harness.py beside this file, and the repository's benchmarks package.
@@ -120,9 +120,9 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> 
     return done.stdout
 
 
-def database_url(choice: str, folder: Path) -> str:
+def database_url(choice: str, folder: Path, config: str) -> str:
     if choice in ("auto", "postgresql"):
-        url = harness.postgresql_url(DATABASE_NAME)
+        url = harness.postgresql_url(f"{DATABASE_NAME}_{config.replace('-', '_')}")
         if url:
             return url
         if choice == "postgresql":
@@ -136,8 +136,41 @@ def start(config: str, env: dict[str, str], log: Path, workers: int) -> harness.
     return harness.uvicorn(env, log, workers=workers)
 
 
+def serve(
+    args: argparse.Namespace, work: Path, upstream: harness.Server, redis: bool, config: str
+) -> tuple[harness.Server, str]:
+    """Start ``config`` on a fresh seeded database of its own; the server and its URL scheme."""
+    url = database_url(args.database, work, config)
+    env = harness.base_env(
+        DATABASE_URL=url,
+        ASYNCDB="0" if config == "asgi-django" else "1",
+        ASGI_HANDLER="django" if config in ("asgi-django", "asgi-asyncdb-orm") else "asyncdb",
+        ASYNCDB_POOL=str(args.pool),
+        CONN_MAX_AGE=str(args.conn_max_age if config == "wsgi" else 0),
+        DJANGO_POOL=str(args.pool if config == "asgi-django" else 0),
+        UPSTREAM_URL=f"{upstream.url}/",
+        CACHE_PREFIX=f"study-{config}-{os.getpid()}",
+    )
+    if redis:
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    harness.prepare(env)
+    return start(config, env, work / f"{config}.log", args.workers), url.split(":", 1)[0]
+
+
+def median_cell(runs: list[Cell]) -> Cell:
+    """The round with the median requests/s; its errors are those of every round."""
+    chosen = sorted(runs, key=lambda cell: cell.requests_per_second)[(len(runs) - 1) // 2]
+    return replace(
+        chosen,
+        non_2xx=sum(cell.non_2xx for cell in runs),
+        socket_errors=sum(cell.socket_errors for cell in runs),
+    )
+
+
 def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str, str]]:
-    cells: list[Cell] = []
+    """Every configuration's server runs at once; each cell (view, level) is measured on each
+    configuration in turn, the order rotating, so that the machine's drift over the run
+    falls on all of them alike."""
     facts: dict[str, str] = {}
     lua = work / "post.lua"
     lua.write_text(POST_LUA)
@@ -149,48 +182,41 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str,
         if redis
         else "local memory"
     )
+    servers: dict[str, harness.Server] = {}
+    runs: dict[tuple[str, str, int], list[Cell]] = {}
     try:
         for config in args.configs:
-            url = database_url(args.database, work)
-            facts["database"] = url.split(":", 1)[0].replace("postgres", "postgresql")
-            env = harness.base_env(
-                DATABASE_URL=url,
-                ASYNCDB="0" if config == "asgi-django" else "1",
-                ASYNCDB_POOL=str(args.pool),
-                CONN_MAX_AGE=str(args.conn_max_age if config == "wsgi" else 0),
-                DJANGO_POOL=str(args.pool if config == "asgi-django" else 0),
-                UPSTREAM_URL=f"{upstream.url}/",
-                CACHE_PREFIX=f"study-{config}-{os.getpid()}",
-            )
-            if redis:
-                env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
-            harness.prepare(env)
-            if config == "asgi-asyncdb-orm":
-                env["ASGI_HANDLER"] = "django"
-            server = start(config, env, work / f"{config}.log", args.workers)
+            servers[config], scheme = serve(args, work, upstream, redis, config)
+            facts["database"] = scheme.replace("postgres", "postgresql")
+        for server in servers.values():
             server.wait_ready()
-            try:
-                prefix = "/sync" if config == "wsgi" else "/async"
-                for view in args.views:
-                    path = server.url + prefix + VIEWS[view][0]
-                    for level in args.levels:
+        turn = 0
+        for round_ in range(args.rounds):
+            for view in args.views:
+                for level in args.levels:
+                    order = args.configs[turn % len(args.configs) :]
+                    order += args.configs[: turn % len(args.configs)]
+                    turn += 1
+                    for config in order:
+                        prefix = "/sync" if config == "wsgi" else "/async"
+                        path = servers[config].url + prefix + VIEWS[view][0]
                         script = lua if view == "create" else None
                         output = run_wrk(path, level, args.seconds, script)
                         cell = parse_wrk(output, config, view, level)
-                        cells.append(cell)
+                        runs.setdefault((config, view, level), []).append(cell)
                         print(
-                            f"{config:13} {view:9} c={level:<3} {cell.requests_per_second:9.1f}"
-                            f" req/s  p50 {cell.p50_ms:8.2f} ms  p99 {cell.p99_ms:8.2f} ms"
-                            f"  errors {cell.errors}",
+                            f"round {round_ + 1} {config:16} {view:9} c={level:<3}"
+                            f" {cell.requests_per_second:9.1f} req/s  p50 {cell.p50_ms:8.2f} ms"
+                            f"  p99 {cell.p99_ms:8.2f} ms  errors {cell.errors}",
                             flush=True,
                         )
-            finally:
-                code = server.stop()
-                if code != 0:
-                    print(f"{config}: server exited with {code}; log in {server.log_path}")
     finally:
+        for config, server in servers.items():
+            code = server.stop()
+            if code != 0:
+                print(f"{config}: server exited with {code}; log in {server.log_path}")
         upstream.stop()
-    return cells, facts
+    return [median_cell(cells) for cells in runs.values()], facts
 
 
 def versions() -> dict[str, str]:
@@ -322,7 +348,10 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         "",
         f"Database: {facts.get('database', '?')}, fresh and seeded for each configuration; "
         f"cache: {facts.get('cache', '?')}; upstream delay {args.upstream_delay:g} ms; "
-        f"{args.seconds:g} s per cell; django_asyncdb pool MAX_SIZE {args.pool} per worker; "
+        f"{args.seconds:g} s per cell, {args.rounds} round(s) (the median's shown, errors "
+        "of all rounds); every server runs throughout, and each cell is measured on each "
+        "configuration in turn, in a rotating order; "
+        f"django_asyncdb pool MAX_SIZE {args.pool} per worker; "
         f"CONN_MAX_AGE {args.conn_max_age} for WSGI; under ASGI 0 (Django's advice), and on "
         f"PostgreSQL Django's own psycopg pool of {args.pool} per worker for `asgi-django`. "
         "The upstream client: httpx, 8 AsyncClients of 8 connections per worker "
@@ -353,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", nargs="+", choices=list(VIEWS), default=list(VIEWS))
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=5.0, help="per cell")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="each cell is the round with the median req/s"
+    )
     parser.add_argument("--upstream-delay", type=float, default=50.0, help="milliseconds")
     parser.add_argument("--cache", choices=["auto", "redis", "locmem"], default="auto")
     parser.add_argument(
