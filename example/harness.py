@@ -64,6 +64,12 @@ def prepare(env: dict[str, str], *, quiet: bool = True) -> None:
         subprocess.run([*manage, *command], env=env, cwd=HERE, check=True, capture_output=quiet)
 
 
+def restore(env: dict[str, str]) -> None:
+    """Put the seeded reviews of ``env["DATABASE_URL"]`` back (after a load test's posts)."""
+    manage = [sys.executable, str(HERE / "manage.py"), "seed", "--restore"]
+    subprocess.run(manage, env=env, cwd=HERE, check=True, capture_output=True)
+
+
 def uvicorn_command(host: str, port: int) -> list[str]:
     """The bookshop under uvicorn (through serve.py), lifespan on."""
     return [

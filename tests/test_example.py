@@ -254,3 +254,32 @@ def test_study_smoke(tmp_path):
     assert "| ORM detail as JSON | 2 |" in report
     assert "Errors: none in any configuration at any level" in report
     assert (tmp_path / "detail.png").stat().st_size > 0
+
+
+def test_seed_restore_puts_the_seeded_reviews_back(tmp_path):
+    """The study restores the reviews after each form cell: the data every view reads."""
+    env = harness.base_env(DATABASE_URL=harness.sqlite_url(str(tmp_path)))
+    harness.prepare(env)
+    manage = [sys.executable, str(EXAMPLE / "manage.py"), "shell", "-v", "0", "-c"]
+    state = (
+        "from books.models import Book, Review; "
+        "print(Review.objects.count(), sorted(set(Book.objects.values_list('review_count', "
+        "flat=True))), Review.objects.filter(reviewer='wrk').count())"
+    )
+    post = (
+        "from django.db.models import F; from books.models import Book, Review; "
+        "[Review.objects.create(book_id=7, reviewer='wrk', rating=4, body='x') for _ in "
+        "range(5)]; Book.objects.filter(pk=7).update(review_count=F('review_count') + 5)"
+    )
+
+    def run(code):
+        done = subprocess.run([*manage, code], env=env, cwd=EXAMPLE, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode().strip()
+
+    seeded = run(state)
+    assert seeded == "600 [3] 0"
+    run(post)
+    assert run(state) == "605 [3, 8] 5"
+    harness.restore(env)
+    assert run(state) == seeded
