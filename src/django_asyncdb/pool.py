@@ -201,7 +201,9 @@ class Pool:
         if not connection.broken:
             logger.debug("closing connection of pool %r", self)
         else:
-            logger.warning("discarding a broken connection of pool %r", self)
+            # Its task was cancelled mid-statement (an ASGI client that went away, a
+            # timeout): routine under load, and the connection can't be trusted again.
+            logger.info("closing a connection interrupted mid-statement, pool %r", self)
         task = asyncio.get_running_loop().create_task(self._close_quietly(connection))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
