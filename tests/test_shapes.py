@@ -131,11 +131,6 @@ CASES = {
         [{"pk": 3}, {"pk": 8}, {"pk": 12}],
         True,
     ),
-    "select_related_all": (
-        lambda a: Book.objects.using(a).select_related(),
-        [{"pk": 2}, {"pk": 6}],
-        True,
-    ),
     "prefetch_related": (
         lambda a: A.using(a).prefetch_related("books", "books__tags"),
         [{"pk": 3}, {"pk": 4}, {"pk": 999}, {"pk": 9}],
