@@ -12,8 +12,8 @@ TIMEOUT = httpx.Timeout(10.0)
 # pool revisits every connection and every waiting request on each event, so the CPU per
 # request of one client grows with its size: on the study's machine (50 ms upstream) one
 # AsyncClient of 32 connections with 32 requests in flight made 179 requests/s at 5.6 ms of
-# CPU each, eight clients of 8 connections with 64 in flight 876 requests/s at 1.0 ms each. Requests past the limit wait here, in a
-# queue, not inside httpx.
+# CPU each, eight clients of 8 connections with 64 in flight 876 requests/s at 1.0 ms each.
+# Requests past the limit wait here, in a queue, not inside httpx.
 SHARDS = int(os.environ.get("UPSTREAM_SHARDS", "8"))
 PER_SHARD = int(os.environ.get("UPSTREAM_CONNECTIONS_PER_SHARD", "8"))
 LIMITS = httpx.Limits(max_connections=PER_SHARD, max_keepalive_connections=PER_SHARD)
