@@ -82,6 +82,9 @@ def install_app(asgi: bool) -> None:
             settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django_asyncdb"]
         done = original_setup(*args, **kwargs)
         if asgi:
+            # Imported first, so that its ASGIStaticFilesHandler keeps Django's handler as
+            # its base, as in a project; the tests wrap ours in it.
+            import django.contrib.staticfiles.handlers
             import django.core.asgi
             import django.core.handlers.asgi
 

@@ -57,17 +57,21 @@ def sqlite_url(directory: str | None = None) -> str:
     return f"sqlite:///{path}"  # path is absolute: sqlite:////...
 
 
+def manage(env: dict[str, str], *command: str, quiet: bool = True) -> None:
+    """Run the bookshop's ``manage.py`` with ``command`` on ``env``'s database."""
+    argv = [sys.executable, str(HERE / "manage.py"), *command]
+    subprocess.run(argv, env=env, cwd=HERE, check=True, capture_output=quiet)
+
+
 def prepare(env: dict[str, str], *, quiet: bool = True) -> None:
     """Migrate and seed the database of ``env["DATABASE_URL"]``."""
-    manage = [sys.executable, str(HERE / "manage.py")]
-    for command in (["migrate", "--verbosity", "0" if quiet else "1"], ["seed"]):
-        subprocess.run([*manage, *command], env=env, cwd=HERE, check=True, capture_output=quiet)
+    manage(env, "migrate", "--verbosity", "0" if quiet else "1", quiet=quiet)
+    manage(env, "seed", quiet=quiet)
 
 
 def restore(env: dict[str, str]) -> None:
     """Put the seeded reviews of ``env["DATABASE_URL"]`` back (after a load test's posts)."""
-    manage = [sys.executable, str(HERE / "manage.py"), "seed", "--restore"]
-    subprocess.run(manage, env=env, cwd=HERE, check=True, capture_output=True)
+    manage(env, "seed", "--restore")
 
 
 def uvicorn_command(host: str, port: int) -> list[str]:

@@ -78,8 +78,6 @@ class ASGIHandler(DjangoASGIHandler):
     receivers whose sync code does no blocking I/O other than database queries.
     """
 
-    loop_hooks: hooks.LoopHooks | None = None
-
     def __init__(self, *, loop_safe: Iterable[str] = ()) -> None:
         if not apps.is_installed("django_asyncdb"):
             raise ImproperlyConfigured(
@@ -93,8 +91,6 @@ class ASGIHandler(DjangoASGIHandler):
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        if self.loop_hooks is None:  # a subclass that did not call __init__ (a mixin's)
-            self.loop_hooks = hooks.LoopHooks()
         token = hooks.serving(self.loop_hooks)
         try:
             await super().__call__(scope, receive, send)

@@ -123,10 +123,9 @@ class LoopHooks:
         for name in extra:
             if not isinstance(name, str) or "." not in name:
                 raise TypeError(f"loop_safe takes dotted paths ('module.Name'), not {name!r}")
-        self.middleware = NO_IO | extra
-        if _sessions_and_users_are_native():
-            self.middleware |= SESSION_OR_DATABASE | {CSRF}
-        elif not settings.CSRF_USE_SESSIONS:
+        native = _sessions_and_users_are_native()
+        self.middleware = NO_IO | extra | (SESSION_OR_DATABASE if native else frozenset())
+        if native or not settings.CSRF_USE_SESSIONS:
             self.middleware |= {CSRF}
         self.receivers = extra
         self._classes: dict[type, bool] = {}
