@@ -87,3 +87,19 @@ def test_insert_cost_command_on_sqlite():
     }
     assert set(figures) == {"acreate()", "same INSERT, cursor", "Django + bridge"}
     assert float(figures["acreate()"]) > 0 and float(figures["same INSERT, cursor"]) > 0
+
+
+def test_hop_cost_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hop_cost", "--requests", "50", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = [float(line.split(":")[1].split()[0]) for line in result.stdout.splitlines()]
+    assert len(figures) == 4
+    _hop, _thread, request, bridge = figures
+    assert request > 0 and bridge > 0
+    assert bridge < request  # eight bridged calls cost less than a request's eight hops

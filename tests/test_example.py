@@ -283,3 +283,12 @@ def test_seed_restore_puts_the_seeded_reviews_back(tmp_path):
     assert run(state) == "605 [3, 8] 5"
     harness.restore(env)
     assert run(state) == seeded
+
+
+def test_upstream_clients_command():
+    argv = [sys.executable, str(EXAMPLE / "upstream_clients.py"), "--calls", "100"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(" client")[0].strip() for line in lines] == ["1", "8", "64"]
+    assert all("calls/s" in line and "ms of CPU per call" in line for line in lines)

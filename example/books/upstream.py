@@ -10,9 +10,7 @@ import httpx
 TIMEOUT = httpx.Timeout(10.0)
 # Upstream requests in flight per event loop, spread over SHARDS AsyncClients. httpx's async
 # pool revisits every connection and every waiting request on each event, so the CPU per
-# request of one client grows with its size: on the study's machine (50 ms upstream) one
-# AsyncClient of 32 connections with 32 requests in flight made 179 requests/s at 5.6 ms of
-# CPU each, eight clients of 8 connections with 64 in flight 876 requests/s at 1.0 ms each.
+# request of one client grows with its size (measure it: python example/upstream_clients.py).
 # Requests past the limit wait here, in a queue, not inside httpx.
 SHARDS = int(os.environ.get("UPSTREAM_SHARDS", "8"))
 PER_SHARD = int(os.environ.get("UPSTREAM_CONNECTIONS_PER_SHARD", "8"))
@@ -28,12 +26,13 @@ _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncUpstr
 class AsyncUpstream:
     """One loop's AsyncClients; a request borrows a free connection slot of one of them."""
 
-    def __init__(self) -> None:
-        self.clients = [httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS) for _ in range(SHARDS)]
+    def __init__(self, shards: int = SHARDS, per_shard: int = PER_SHARD) -> None:
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self.clients = [httpx.AsyncClient(timeout=TIMEOUT, limits=limits) for _ in range(shards)]
         # One entry per connection slot; last in, first out, so warm connections are reused.
         self.slots: asyncio.LifoQueue[int] = asyncio.LifoQueue()
-        for _ in range(PER_SHARD):
-            for shard in range(SHARDS):
+        for _ in range(per_shard):
+            for shard in range(shards):
                 self.slots.put_nowait(shard)
         self.closed = False
 
