@@ -12,9 +12,11 @@ import django
 import pytest
 from django.conf import settings
 
+# ASYNCDB_TEST_DB names the server databases, so two runs on one machine don't collide.
+TEST_DB = os.environ.get("ASYNCDB_TEST_DB", "django_asyncdb_test")
 PG = {
     "ENGINE": "django.db.backends.postgresql",
-    "NAME": "django_asyncdb_test",
+    "NAME": TEST_DB,
     "USER": os.environ.get("PGUSER", "postgres"),
     "PASSWORD": os.environ.get("PGPASSWORD", ""),
     "HOST": os.environ.get("PGHOST", "127.0.0.1"),
@@ -45,7 +47,7 @@ def _pg_reachable() -> str | None:
 
 MARIADB = {
     "ENGINE": "django.db.backends.mysql",
-    "NAME": "django_asyncdb_test",
+    "NAME": TEST_DB,
     "USER": os.environ.get("MYSQL_USER", "root"),
     "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
     "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
