@@ -22,6 +22,10 @@ PG = {
     "HOST": os.environ.get("PGHOST", "127.0.0.1"),
     "PORT": os.environ.get("PGPORT", "5432"),
 }
+# A second database without contenttypes (tests/routers.py keeps them off it), and the
+# main one with a statement timeout (tests/test_faults.py).
+PG_OTHER = {**PG, "NAME": f"{TEST_DB}_other"}
+PG_TIMEOUT = {**PG, "OPTIONS": {"options": "-c statement_timeout=300"}}
 SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"django_asyncdb_test_{os.getpid()}.sqlite3")
 
 
@@ -38,8 +42,9 @@ def _pg_reachable() -> str | None:
             connect_timeout=3,
             autocommit=True,
         ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{PG["NAME"]}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{PG["NAME"]}"')
+            for name in (PG["NAME"], PG_OTHER["NAME"]):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -105,6 +110,8 @@ def pytest_configure(config):
     if "postgresql" in ALIASES:
         databases["postgresql"] = PG
         databases["postgresql_optout"] = {**PG, "ASYNC": {"ENABLED": False}}
+        databases["postgresql_other"] = PG_OTHER
+        databases["postgresql_timeout"] = PG_TIMEOUT
     if "mariadb" in ALIASES:
         databases["mariadb"] = MARIADB
         databases["mariadb_optout"] = {**MARIADB, "ASYNC": {"ENABLED": False}}
@@ -120,7 +127,7 @@ def pytest_configure(config):
             "testapp",
         ],
         # Sessions on the alias under test in test_asgi.py; no other model is routed.
-        DATABASE_ROUTERS=["asgi_project.SessionRouter"],
+        DATABASE_ROUTERS=["asgi_project.SessionRouter", "routers.ContentTypesOnDefault"],
         USE_TZ=True,
         TIME_ZONE="Europe/Paris",
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",

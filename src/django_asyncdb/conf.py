@@ -27,6 +27,7 @@ class AsyncSettings:
     timeout: float = 30.0
     max_idle: float | None = 600.0
     max_lifetime: float | None = 3600.0
+    check: bool = False
 
 
 def _check_number(alias: str, key: str, value: Any, *, minimum: float, allow_none: bool) -> None:
@@ -64,6 +65,7 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
         "TIMEOUT": "timeout",
         "MAX_IDLE": "max_idle",
         "MAX_LIFETIME": "max_lifetime",
+        "CHECK": "check",
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -73,11 +75,12 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
                 f"known keys: {', '.join(sorted(known))}."
             )
         values[known[key]] = value
-    if not isinstance(values.get("enabled", True), bool):
-        raise ImproperlyConfigured(
-            f"DATABASES[{alias!r}]['ASYNC']['ENABLED'] must be True or False, "
-            f"not {values['enabled']!r}."
-        )
+    for key in ("ENABLED", "CHECK"):
+        if not isinstance(values.get(known[key], True), bool):
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['ASYNC'][{key!r}] must be True or False, "
+                f"not {values[known[key]]!r}."
+            )
     _check_int(alias, "MIN_SIZE", values.get("min_size", defaults.min_size), minimum=0)
     _check_int(alias, "MAX_SIZE", values.get("max_size", defaults.max_size), minimum=1)
     _check_number(alias, "TIMEOUT", values.get("timeout", 1), minimum=0, allow_none=False)

@@ -23,7 +23,7 @@ from django.db.transaction import TransactionManagementError
 
 from . import conf, contenttypes
 from .backends import backend_for
-from .backends.base import Connection, Params, Result, Row
+from .backends.base import Connection, Params, Result, Row, Stream
 from .errors import translate
 from .pool import Pool
 
@@ -167,8 +167,8 @@ async def prepare(alias: str) -> BaseDatabaseWrapper:
     if opened is None or not opened.done():
         await found.open()
     found.backend.install_facts(wrapper)
-    if contenttypes.needs_warming(alias):
-        await contenttypes.warm(alias)
+    if contenttypes.needs_warming(alias) and current_level(alias) is None:
+        await contenttypes.warm(alias)  # outside any transaction: see contenttypes.py
     found.ready_for = wrapper
     return wrapper
 
@@ -187,18 +187,28 @@ async def close_pools(*aliases: str) -> None:
             await found.close()
 
 
+class _Unsent:
+    """A statement that failed before the driver recorded it: logged as written."""
+
+    __slots__ = ("query",)
+
+    def __init__(self, sql: str) -> None:
+        self.query = sql.encode()
+
+
 class _LogCursor:
     """What Django's query logging reads from a cursor after a statement: the statement
     as sent (``_query`` for PostgreSQL, ``_executed`` for MySQL)."""
 
     __slots__ = ("_query",)
 
-    def __init__(self) -> None:
-        self._query: Any = None
+    def __init__(self, sql: str) -> None:
+        self._query: Any = _Unsent(sql)
 
     @property
     def _executed(self) -> Any:
-        return self._query
+        query = self._query
+        return query.query if isinstance(query, _Unsent) else query
 
 
 def _logging(alias: str, sql: str, params: Params) -> tuple[Any, _LogCursor | None]:
@@ -206,7 +216,7 @@ def _logging(alias: str, sql: str, params: Params) -> tuple[Any, _LogCursor | No
     wrapper = connections[alias]
     if not wrapper.queries_logged:
         return _no_logging, None
-    holder = _LogCursor()
+    holder = _LogCursor(sql)
     return CursorDebugWrapper(holder, wrapper).debug_sql(
         sql, params, use_last_executed_query=True
     ), holder
@@ -232,7 +242,7 @@ class driver_errors:
             if error is not None:
                 raise error from exc
             return
-        self.connection.broken = True
+        self.connection.interrupt()
 
 
 async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable[T]]) -> T:
@@ -269,7 +279,7 @@ async def run(alias: str, sql: str, params: Params, *, logged: bool = True) -> R
     log, holder = _logging(alias, sql, params) if logged else (_no_logging, None)
     with log:
         result = await _on_connection(alias, lambda c: c.run(sql, params))
-        if holder is not None:
+        if holder is not None and result.query is not None:
             holder._query = result.query
     return result
 
@@ -288,39 +298,53 @@ async def stream(
     found = pool(alias)
     backend = found.backend
     server_side = backend.use_server_side_cursors()
-    if level is None:
-        connection = await found.acquire()
-        in_transaction = False
+    if level is not None:
+        chunks = _stream_in_transaction(level, alias, sql, params, chunk_size, backend)
+        async with contextlib.aclosing(chunks):
+            async for rows in chunks:
+                yield rows
+        return
+    connection = await found.acquire()
+    try:
+        in_transaction = server_side and backend.stream_needs_transaction
+        cursor: Stream | None = None
         try:
             with driver_errors(connection):
-                if server_side and backend.stream_needs_transaction:
+                if in_transaction:
                     await connection.begin()
-                    in_transaction = True
                 with _logging(alias, sql, params)[0]:
                     cursor = await connection.open_stream(sql, params, server_side=server_side)
-                try:
-                    while rows := await cursor.fetch(chunk_size):
-                        yield rows
-                finally:
-                    await cursor.close()
-                if in_transaction:
-                    await connection.commit()
-        except GeneratorExit:  # the consumer stopped early: end cleanly, keep the connection
-            if in_transaction:
+            while True:
+                assert cursor is not None
                 with driver_errors(connection):
-                    await connection.rollback()
+                    rows = await cursor.fetch(chunk_size)
+                if not rows:
+                    break
+                yield rows
+        except BaseException:
+            # An error, a cancellation, or a consumer that stopped early (GeneratorExit):
+            # end the stream without replacing what happened.
+            await _end_stream(connection, cursor, in_transaction)
             raise
-        finally:
-            found.release(connection)
-        return
+        with driver_errors(connection):
+            await cursor.close()
+            if in_transaction:
+                await connection.commit()
+    finally:
+        found.release(connection)
+
+
+async def _stream_in_transaction(
+    level: Level, alias: str, sql: str, params: Params, chunk_size: int, backend: Any
+) -> AsyncGenerator[list[Row], None]:
+    """A stream on the transaction's connection, each chunk taking its turn on it."""
+    server_side = backend.use_server_side_cursors() and not backend.streams_only_alone
     log, _ = _logging(alias, sql, params)
     async with level.lock:
         level.transaction.check_usable(level)
         connection = level.transaction.connection
         with driver_errors(connection), log:
-            cursor = await connection.open_stream(
-                sql, params, server_side=server_side and not backend.streams_only_alone
-            )
+            cursor = await connection.open_stream(sql, params, server_side=server_side)
     try:
         while True:
             async with level.lock:
@@ -330,10 +354,31 @@ async def stream(
             if not rows:
                 break
             yield rows
-    finally:
-        if not level.closed and not connection.broken:
+    except BaseException:
+        if not level.closed:
             async with level.lock:
-                await cursor.close()
+                await _end_stream(connection, cursor, False)
+        raise
+    async with level.lock:
+        with driver_errors(connection):
+            await cursor.close()
+
+
+async def _end_stream(connection: Connection, cursor: Stream | None, rollback: bool) -> None:
+    """Close a stream that ended in an error, a cancellation or early; never raises, so
+    the exception under way is the one reported. Its own transaction is rolled back
+    (which also drops a server-side cursor). A connection this fails on is not reused."""
+    if connection.broken:  # interrupted: the pool stops the statement and closes it
+        return
+    try:
+        if rollback:
+            await connection.rollback()
+        if cursor is not None:
+            await cursor.close()
+    except BaseException as exc:
+        connection.broken = True
+        if not isinstance(exc, Exception):
+            raise
 
 
 def log_transaction_statement(alias: str, sql: str) -> Any:

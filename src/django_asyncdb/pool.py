@@ -2,9 +2,14 @@
 
 Measured against psycopg_pool with its defaults (a transaction per checkout and a
 reset on return), a queue of autocommit connections handed out without any round
-trip was twice as fast for short queries; so the pool does no I/O on checkout or
-return. A connection that is broken, mid-transaction or was interrupted (a task
-cancelled mid-query) is closed instead of returned.
+trip was twice as fast for short queries; so the pool does no round trip on checkout
+or return unless ``CHECK`` asks for one. A connection that is broken, mid-transaction
+or was interrupted (a task cancelled mid-query) is closed instead of returned.
+
+Dead connections: an idle connection whose socket has something to read (a server
+that restarted or terminated the backend sends its goodbye and closes) is dropped at
+checkout without a round trip. A connection the server dropped while in use takes the
+idle ones with it: after a restart or failover they are dead too.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ class Pool:
         self._size = 0
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
-        self._opened: asyncio.Future[None] | None = None
+        self.check = settings.check
+        self._opened: asyncio.Task[None] | None = None
         self.generation = 0  # of the settings it was made with
         self.ready_for: object = None  # the Django wrapper prepare() last readied
 
@@ -56,24 +62,36 @@ class Pool:
         return len(self._idle)
 
     async def open(self) -> None:
-        """Open the first connections (at least one, to learn the server's facts)."""
-        if self._opened is None:
-            self._opened = asyncio.get_running_loop().create_future()
-            try:
-                connections = [await self.acquire()]
-                while len(connections) < self.min_size:
-                    connections.append(await self.acquire())
-                for connection in connections:
-                    self.release(connection)
-            except BaseException as exc:
-                opened, self._opened = self._opened, None
-                opened.set_exception(exc)
-                opened.exception()  # consumed here; waiters re-raise it
-                raise
-            self._opened.set_result(None)
-            logger.info("pool %r opened", self)
-        elif not self._opened.done():
-            await asyncio.shield(self._opened)
+        """Open the first connections (at least one, to learn the server's facts).
+
+        The opening runs in a task of its own that every caller waits for: a caller
+        cancelled meanwhile (an ASGI client gone during the first query) leaves it
+        running for the others. If it fails, they all get the error and the next
+        caller tries again.
+        """
+        opening = self._opened
+        if opening is None:
+            opening = self._opened = asyncio.get_running_loop().create_task(self._open())
+            opening.add_done_callback(_retrieve)
+        if not opening.done():
+            await asyncio.shield(opening)
+        elif opening.cancelled() or opening.exception() is not None:
+            opening.result()
+
+    async def _open(self) -> None:
+        connections: list[Connection] = []
+        try:
+            connections.append(await self.acquire())
+            while len(connections) < self.min_size:
+                connections.append(await self.acquire())
+        except BaseException:
+            self._opened = None
+            for connection in connections:
+                self.release(connection)
+            raise
+        for connection in connections:
+            self.release(connection)
+        logger.info("pool %r opened", self)
 
     async def acquire(self, timeout: float | None = None) -> Connection:
         """Borrow a connection; wait up to ``timeout`` seconds when all are in use."""
@@ -82,8 +100,10 @@ class Pool:
         idle = self._idle
         while idle:
             connection = idle.pop()
-            if self._expired(connection, time.monotonic()):
+            if self._expired(connection, time.monotonic()) or not connection.alive():
                 self._discard(connection)
+                continue
+            if self.check and not await self._check(connection):
                 continue
             return connection
         if self._size < self.max_size:
@@ -95,6 +115,8 @@ class Pool:
         """Return a connection: hand it to a waiter, keep it, or close it if unusable."""
         now = time.monotonic()
         if self._closed or not connection.reusable() or self._expired(connection, now, idle=False):
+            if connection.lost():
+                self._drop_idle(connection)
             self._discard(connection)
             return
         connection.last_used = now
@@ -128,6 +150,28 @@ class Pool:
                 connection.close_now()
             except Exception:  # best effort: the loop that owned it no longer runs
                 logger.debug("error closing an abandoned connection", exc_info=True)
+
+    async def _check(self, connection: Connection) -> bool:
+        """CHECK: a round trip proves the connection alive; a dead one is dropped."""
+        try:
+            await connection.ping()
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                connection.interrupt()
+            self._discard(connection)
+            if not isinstance(exc, connection.driver.Error):
+                raise
+            logger.info("pool %r dropped a connection that failed its check: %s", self, exc)
+            return False
+        return True
+
+    def _drop_idle(self, lost: Connection) -> None:
+        """The server dropped a connection: idle ones opened before it are likely dead
+        (a restart, a failover), so they go too rather than fail one query each."""
+        if self._idle:
+            logger.info("pool %r lost a connection; closing %d idle ones", self, len(self._idle))
+        while self._idle:
+            self._discard(self._idle.pop())
 
     async def _connect(self) -> Connection:
         """Open a connection for a slot already counted in ``_size``."""
@@ -214,7 +258,7 @@ class Pool:
     async def _close_quietly(connection: Connection) -> None:
         try:
             if connection.broken:
-                await connection.abort()
+                await connection.stop_statement()
             await connection.close()
         except Exception:  # a dead connection may fail to close; nothing to do
             logger.debug("error closing a discarded connection", exc_info=True)
@@ -234,3 +278,9 @@ class Pool:
         idle = self._idle
         while idle and self._size > self.min_size and self._expired(idle[0], now):
             self._discard(idle.popleft())
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """An opening whose every caller was cancelled: its error is not "never retrieved"."""
+    if not task.cancelled():
+        task.exception()

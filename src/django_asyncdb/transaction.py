@@ -62,6 +62,16 @@ class Transaction:
                 "An error occurred in the current transaction. You can't "
                 "execute queries until the end of the 'atomic' block."
             ) from self.rollback_exc
+        self.check_connection()
+
+    def check_connection(self) -> None:
+        """Refuse statements once one was interrupted: the connection is being stopped."""
+        if self.connection.broken:
+            raise OperationalError(
+                "A statement of this transaction was interrupted (its task was cancelled or "
+                "timed out); the transaction can't go on and rolls back at the end of the "
+                "'atomic' block."
+            )
 
     async def execute(self, sql: str | None) -> None:
         """Run a transaction-control statement (None: BEGIN); an interrupted one breaks the
@@ -209,6 +219,7 @@ async def atomic_aenter(self: Atomic) -> Atomic:
             transaction = parent.transaction
             if parent.closed:
                 transaction.check_usable(parent)
+            transaction.check_connection()
             if self.savepoint and not transaction.needs_rollback:
                 sid: str | None = await transaction.savepoint()
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -10,6 +12,8 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..conf import AsyncSettings
+
+logger = logging.getLogger("django_asyncdb.pool")
 
 Params = Sequence[Any] | dict[str, Any] | None
 Row = Sequence[Any]
@@ -54,6 +58,7 @@ class Connection:
     broken: bool = False
     created: float = 0.0
     last_used: float = 0.0
+    stopping: asyncio.Task[None] | None = None
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
@@ -87,9 +92,43 @@ class Connection:
     async def abort(self) -> None:
         """Stop a statement still running after its task was cancelled (before closing)."""
 
+    def interrupt(self) -> None:
+        """Its task was cancelled mid-statement: never reuse it, and stop the statement
+        now, so the transaction's next statement fails at once instead of waiting."""
+        if self.broken:
+            return
+        self.broken = True
+        self.stopping = asyncio.get_running_loop().create_task(self._abort_quietly())
+
+    async def _abort_quietly(self) -> None:
+        try:
+            await self.abort()
+        except Exception:  # the connection is closed next anyway
+            logger.debug("error stopping an interrupted statement", exc_info=True)
+
+    async def stop_statement(self) -> None:
+        """Wait until an interrupted statement is stopped (before closing)."""
+        if self.stopping is None:
+            await self._abort_quietly()
+        else:
+            await asyncio.shield(self.stopping)
+
     def reusable(self) -> bool:
         """True if the connection is open, idle and outside any transaction."""
         raise NotImplementedError
+
+    def alive(self) -> bool:
+        """False if an idle connection is known dead without a round trip (its socket
+        has something to read: the server's goodbye, or the end of the stream)."""
+        return True
+
+    def lost(self) -> bool:
+        """True if the server or the network dropped the connection (not us)."""
+        return False
+
+    async def ping(self) -> None:
+        """One round trip (``CHECK``)."""
+        await self.run("SELECT 1", None)
 
     async def close(self) -> None:
         """Close the connection."""

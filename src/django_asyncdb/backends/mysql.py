@@ -132,7 +132,26 @@ class MysqlConnection(base.Connection):
 
     def reusable(self) -> bool:
         """Open, not broken, and outside any transaction."""
-        return not self.broken and not self.closed and not self.raw.get_transaction_status()
+        return (
+            not self.broken
+            and not self.closed
+            and self._stream_up()
+            and not self.raw.get_transaction_status()
+        )
+
+    def _stream_up(self) -> bool:
+        # asyncmy's protocol keeps reading while the connection is idle: the server's
+        # goodbye (a killed connection, a restart) shows as the end of its stream.
+        raw = self.raw
+        return bool(raw.connected) and not getattr(raw, "_stream_broken", False)
+
+    def alive(self) -> bool:
+        """False once the server closed the idle connection (no round trip)."""
+        return not self.closed and self._stream_up()
+
+    def lost(self) -> bool:
+        """The server or the network closed the connection."""
+        return not self.broken and not self.closed and not self._stream_up()
 
     async def close(self) -> None:
         """Close the connection politely (a broken one: just its socket)."""

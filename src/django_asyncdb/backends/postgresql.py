@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import select
 import time
 from typing import Any
 
@@ -34,9 +35,11 @@ class PgStream(base.Stream):
         return await self.cursor.fetchall()
 
     async def close(self) -> None:
-        """Close the cursor (the server-side one first)."""
+        """Close the cursor (the server-side one first, unless the transaction already
+        ended or failed, which took it away)."""
         try:
-            if self.name is not None and not self.cursor.connection.broken:
+            info = self.cursor.connection.info
+            if self.name is not None and info.transaction_status == TransactionStatus.INTRANS:
                 await self.cursor.execute(f'CLOSE "{self.name}"')
         finally:
             await self.cursor.close()
@@ -52,6 +55,7 @@ class PgConnection(base.Connection):
         self.cursor = raw.cursor()
         self.begin_sql = begin_sql
         self.created = self.last_used = time.monotonic()
+        self._poller: select.poll | None = None
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
@@ -71,7 +75,13 @@ class PgConnection(base.Connection):
         await cursor.execute(sql, params)
         description = cursor.description
         rows = await cursor.fetchall() if description is not None else []
-        return Result(list(description) if description is not None else None, rows, cursor.rowcount)
+        return Result(
+            list(description) if description is not None else None,
+            rows,
+            cursor.rowcount,
+            None,
+            cursor._query,  # the statement as sent, for Django's query logging
+        )
 
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> PgStream:
         """Declare a server-side cursor (inside a transaction) or run on a client cursor."""
@@ -105,6 +115,22 @@ class PgConnection(base.Connection):
             and not raw.closed
             and raw.info.transaction_status == TransactionStatus.IDLE
         )
+
+    def alive(self) -> bool:
+        """Idle, nothing may arrive on the socket: anything readable (a FATAL message
+        from a terminated backend, the end of the stream) means the server is gone."""
+        raw = self.raw
+        if raw.closed:
+            return False
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(raw.pgconn.socket, select.POLLIN)
+        return not poller.poll(0)
+
+    def lost(self) -> bool:
+        """The server closed the connection (psycopg marks it bad)."""
+        return not self.broken and self.raw.closed
 
     async def close(self) -> None:
         """Close the connection."""

@@ -113,9 +113,11 @@ class SqliteConnection(base.Connection):
         await self.run(self.begin_sql, None)
 
     async def abort(self) -> None:
-        """sqlite3's interrupt() is safe from any thread: the statement stops at once."""
-        if not self.closed:
-            await self.raw.interrupt()
+        """sqlite3's interrupt() is safe from any thread: called from here, not queued
+        behind the running statement in aiosqlite's thread, it stops it at once."""
+        connection = self.raw._connection
+        if not self.closed and connection is not None:
+            connection.interrupt()
 
     def reusable(self) -> bool:
         """Open, not broken, and outside any transaction."""
