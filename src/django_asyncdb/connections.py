@@ -114,6 +114,7 @@ def pool(alias: str) -> Pool:
     if pools is None:
         _sweep_closed_loops()
         pools = _pools[loop] = {}
+        _watch_loop_end(loop)
     found = pools.get(alias)
     if found is not None and found.generation != _generation:
         pools.pop(alias)
@@ -130,10 +131,47 @@ def pool(alias: str) -> Pool:
     return found
 
 
+async def _close_at_loop_end(loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+    """An async generator that only ends: ``asyncio.run`` (and asgiref's
+    ``async_to_sync``, which runs a loop per call under WSGI) closes every async
+    generator of the loop before closing it, so this closes the loop's pools then,
+    while their connections can still be closed properly."""
+    try:
+        yield
+    finally:
+        _sentinels.pop(loop, None)
+        pools = _pools.pop(loop, None) or {}
+        if asyncio._get_running_loop() is loop:
+            for found in pools.values():
+                await found.close()
+        else:  # finished by a sweep: the loop no longer runs
+            for found in pools.values():
+                found.abandon()
+
+
+_sentinels: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+
+
+def _watch_loop_end(loop: asyncio.AbstractEventLoop) -> None:
+    sentinel = _close_at_loop_end(loop)
+    # Its first step registers it with the running loop's async generator hooks.
+    with contextlib.suppress(StopIteration):
+        sentinel.asend(None).send(None)
+    _sentinels[loop] = sentinel
+
+
 def _sweep_closed_loops(everything: bool = False) -> None:
-    for loop in [loop for loop in _pools if everything or loop.is_closed()]:
-        for found in _pools.pop(loop).values():
-            found.abandon()
+    # list(): other threads (a loop per request under WSGI) may add loops meanwhile.
+    for loop in list(_pools):
+        if everything or loop.is_closed():
+            sentinel = _sentinels.pop(loop, None)
+            if sentinel is not None and asyncio._get_running_loop() is not loop:
+                # Finish it here (it abandons the pools), or the loop it belongs to
+                # would be asked to finalize it after it closed.
+                with contextlib.suppress(StopIteration, RuntimeError):
+                    sentinel.aclose().send(None)
+            for found in (_pools.pop(loop, None) or {}).values():
+                found.abandon()
 
 
 def close_all_now() -> None:
