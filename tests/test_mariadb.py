@@ -1,17 +1,19 @@
 """What is specific to MariaDB/MySQL: server facts learned natively, OPTIONS, inserts
-without RETURNING, select_for_update options, and locks held by native transactions."""
+without RETURNING, select_for_update options, locks held by native transactions, and
+the errors MySQLdb raises before a statement is sent."""
 
 import asyncio
 import contextlib
 import threading
 
 import pytest
-from django.db import NotSupportedError, connections, transaction
+from django.db import NotSupportedError, ProgrammingError, connections, transaction
 
 import django_asyncdb
 from conftest import ALIASES, ERRORS, arun
-from django_asyncdb import conf
+from django_asyncdb import bridge, conf
 from django_asyncdb.backends import backend_for
+from django_asyncdb.cursors import BridgeCursor
 from django_asyncdb.pool import Pool
 from test_read_differential import aoutcome, outcome
 from testapp.models import Counter, Tag
@@ -196,3 +198,143 @@ def test_row_lock_of_a_native_transaction_blocks_others(schema):
         return blocked, len(after)
 
     assert arun(main) == ("OperationalError", 1)
+
+
+def raised(func):
+    """The class of the exception ``func()`` raises, or None."""
+    try:
+        func()
+    except Exception as exc:
+        return type(exc)
+    return None
+
+
+async def araised(func):
+    """The class of the exception awaiting ``func()`` raises, or None."""
+    try:
+        await func()
+    except Exception as exc:
+        return type(exc)
+    return None
+
+
+def django_cursor_execute(sql, params):
+    """Django's own cursor: MySQLdb outside the loop, the bridge's cursor inside it."""
+    with connections[DB].cursor() as cursor:
+        if bridge.in_bridge():
+            assert isinstance(cursor.cursor, BridgeCursor)
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+async def in_bridge(sql, params):
+    return await bridge.run(django_cursor_execute, sql, params)
+
+
+def counters():
+    return Counter.objects.using(DB)
+
+
+COUNTER = Counter._meta.db_table
+WRONG_COUNTS = {
+    "too_few": (f"SELECT id FROM {COUNTER} WHERE id = %s AND name = %s", [1]),
+    "too_many": (f"SELECT id FROM {COUNTER} WHERE id = %s", [1, 2]),
+}
+# The same statement through Django's sync side, and natively.
+COUNT_PATHS = {
+    "cursor": (django_cursor_execute, fetch),
+    "raw": (
+        lambda sql, params: list(Counter.objects.using(DB).raw(sql, params)),
+        lambda sql, params: Counter.objects.using(DB).raw(sql, params),  # awaited
+    ),
+    "raw_aiter": (
+        lambda sql, params: list(Counter.objects.using(DB).raw(sql, params)),
+        lambda sql, params: alist(Counter.objects.using(DB).raw(sql, params)),
+    ),
+    "bridge": (django_cursor_execute, in_bridge),
+}
+
+
+async def alist(iterable):
+    return [item async for item in iterable]
+
+
+@pytest.mark.parametrize("path", sorted(COUNT_PATHS))
+@pytest.mark.parametrize("case", sorted(WRONG_COUNTS))
+def test_wrong_parameter_count_is_djangos_error(schema, case, path):
+    """MySQLdb reports a %s count that does not match the parameters as ProgrammingError."""
+    sql, params = WRONG_COUNTS[case]
+    sync_side, native = COUNT_PATHS[path]
+    expected = raised(lambda: sync_side(sql, params))
+    assert expected is ProgrammingError
+    assert arun(araised, lambda: native(sql, params)) is expected
+
+
+SURROGATE = "\udcff"  # a lone surrogate: no encoding can send it
+BY_NAME = f"SELECT id FROM {COUNTER} WHERE name = %s"
+TARGET = "unencodable-target"  # the row the update would rename
+# Each operation with a lone surrogate in a parameter (or the SQL): Django's sync side,
+# and the native path.
+SURROGATE_OPERATIONS = {
+    "filter": (
+        lambda: list(counters().filter(name=SURROGATE)),
+        lambda: counters().filter(name=SURROGATE),  # awaited
+    ),
+    "aiterator": (
+        lambda: list(counters().filter(name=SURROGATE).iterator()),
+        lambda: alist(counters().filter(name=SURROGATE).aiterator()),
+    ),
+    "count": (
+        lambda: counters().filter(name=SURROGATE).count(),
+        lambda: counters().filter(name=SURROGATE).acount(),
+    ),
+    "get": (lambda: counters().get(name=SURROGATE), lambda: counters().aget(name=SURROGATE)),
+    "create": (
+        lambda: counters().create(name=SURROGATE),
+        lambda: counters().acreate(name=SURROGATE),
+    ),
+    "update": (
+        lambda: counters().filter(name=TARGET).update(name=SURROGATE),
+        lambda: counters().filter(name=TARGET).aupdate(name=SURROGATE),
+    ),
+    "cursor": (
+        lambda: django_cursor_execute(BY_NAME, [SURROGATE]),
+        lambda: fetch(BY_NAME, [SURROGATE]),
+    ),
+    "cursor_in_tuple": (
+        lambda: django_cursor_execute(f"SELECT id FROM {COUNTER} WHERE name IN %s", [(SURROGATE,)]),
+        lambda: fetch(f"SELECT id FROM {COUNTER} WHERE name IN %s", [(SURROGATE,)]),
+    ),
+    "cursor_in_sql": (
+        lambda: django_cursor_execute(f"SELECT id FROM {COUNTER} WHERE name = '{SURROGATE}'", None),
+        lambda: fetch(f"SELECT id FROM {COUNTER} WHERE name = '{SURROGATE}'", None),
+    ),
+    "raw": (
+        lambda: list(Counter.objects.using(DB).raw(BY_NAME, [SURROGATE])),
+        lambda: Counter.objects.using(DB).raw(BY_NAME, [SURROGATE]),
+    ),
+    "bridge": (
+        lambda: django_cursor_execute(BY_NAME, [SURROGATE]),
+        lambda: in_bridge(BY_NAME, [SURROGATE]),
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(SURROGATE_OPERATIONS))
+def test_unencodable_parameter_raises_as_django(schema, operation):
+    """MySQLdb encodes the SQL and each string strictly: a lone surrogate raises
+    UnicodeEncodeError before anything is sent, never a wrong result or a stored row."""
+    sync_side, native = SURROGATE_OPERATIONS[operation]
+    counters().get_or_create(name=TARGET)
+    before = sorted(counters().values_list("id", "name"))
+    expected = raised(sync_side)
+    assert expected is UnicodeEncodeError
+    assert arun(araised, native) is expected
+    assert sorted(counters().values_list("id", "name")) == before
+
+
+def test_non_ascii_and_binary_parameters_still_pass(schema):
+    """Strings the connection can encode and bytes (sent as raw bytes) are not refused."""
+    sql = "SELECT %s, LENGTH(%s), HEX(%s), %s"
+    params = ["é\U0001f600", b"\xff\xfe'", b"\x00\xdc", "%s"]
+    assert arun(fetch, sql, params) == [tuple(row) for row in django_cursor_execute(sql, params)]

@@ -46,6 +46,28 @@ def _integrity_codes() -> tuple[int, ...]:
     return (*CursorWrapper.codes_for_integrityerror, *_MYSQLDB_INTEGRITY_CODES)
 
 
+def _encode_strictly(sql: str, params: Params, encoding: str) -> None:
+    """Encode the SQL and every string parameter as MySQLdb does (UnicodeEncodeError)."""
+    sql.encode(encoding)
+    if isinstance(params, dict):
+        for key, value in params.items():
+            _encode_value(key, encoding)
+            _encode_value(value, encoding)
+    elif isinstance(params, (tuple, list)):
+        for value in params:
+            _encode_value(value, encoding)
+    else:
+        _encode_value(params, encoding)
+
+
+def _encode_value(value: Any, encoding: str) -> None:
+    if isinstance(value, str):
+        value.encode(encoding)
+    elif isinstance(value, (tuple, list, set, frozenset)):  # escaped item by item
+        for item in value:
+            _encode_value(item, encoding)
+
+
 class MysqlStream(base.Stream):
     """An unbuffered (server-side) or buffered asyncmy cursor read with fetchmany."""
 
@@ -75,9 +97,39 @@ class MysqlConnection(base.Connection):
         self.closed = False
         self.created = self.last_used = time.monotonic()
 
+    def _statement(self, sql: str, params: Params) -> str:
+        """The statement with its parameters bound, refused where MySQLdb refuses it."""
+        raw = self.raw
+        if params is None:
+            statement = sql
+        else:
+            # Escaped as asyncmy's cursor.mogrify escapes, but only the formatting is in
+            # the try: MySQLdb turns just that TypeError (a %s count that does not match
+            # the parameters) into ProgrammingError.
+            if isinstance(params, dict):
+                args: Any = {key: raw.literal(value) for key, value in params.items()}
+            elif isinstance(params, (tuple, list)):
+                args = tuple(map(raw.literal, params))
+            else:
+                args = raw.escape(params)
+            try:
+                statement = sql % args
+            except TypeError as exc:
+                _encode_strictly(sql, params, raw._encoding)  # MySQLdb encodes first
+                raise asyncmy.errors.ProgrammingError(str(exc)) from exc
+        # asyncmy encodes the statement with surrogateescape (bytes parameters arrive
+        # as surrogates), so a lone surrogate in a string would go out as a raw byte:
+        # a silently wrong match or a DataError. MySQLdb encodes the SQL and each string
+        # strictly and raises UnicodeEncodeError. An ASCII statement (an O(1) check)
+        # holds no surrogate; only others are checked piece by piece.
+        if not statement.isascii():
+            _encode_strictly(sql, params, raw._encoding)
+        return statement
+
     async def _execute(self, cursor: Any, sql: str, params: Params) -> None:
+        statement = self._statement(sql, params)
         try:
-            await cursor.execute(sql, params)
+            await cursor.execute(statement)  # no parameters: asyncmy formats nothing more
         except (asyncmy.errors.OperationalError, asyncmy.errors.DataError) as exc:
             # As Django's MySQL cursor (and MySQLdb) do: these codes are integrity errors.
             if exc.args and exc.args[0] in self.integrity_codes:
