@@ -82,12 +82,19 @@ def uvicorn_command(host: str, port: int) -> list[str]:
     ]
 
 
-def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
-    """The bookshop under gunicorn with ``workers`` sync workers."""
+def gunicorn_command(host: str, port: int, workers: int, threads: int = 1) -> list[str]:
+    """The bookshop under gunicorn: ``workers`` sync workers (gthread if ``threads`` > 1)."""
+    worker_class = "gthread" if threads > 1 else "sync"
     return [
         *(sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "bookshop.wsgi:application"),
-        *("--bind", f"{host}:{port}", "--workers", str(workers), "--worker-class", "sync"),
+        *("--bind", f"{host}:{port}", "--workers", str(workers), "--worker-class", worker_class),
+        *(("--threads", str(threads)) if threads > 1 else ()),
     ]
+
+
+def runserver_command(host: str, port: int) -> list[str]:
+    """The bookshop under Django's runserver: a thread per request, no autoreloader."""
+    return [sys.executable, str(HERE / "manage.py"), "runserver", f"{host}:{port}", "--noreload"]
 
 
 def upstream_command(host: str, port: int) -> list[str]:
@@ -154,10 +161,18 @@ def uvicorn(env: dict[str, str], log: Path, port: int | None = None, workers: in
     return Server([*argv, "--log-level", "info"], env, port, log)
 
 
-def gunicorn(env: dict[str, str], log: Path, workers: int = 2, port: int | None = None) -> Server:
-    """The bookshop under gunicorn: ``workers`` sync workers."""
+def gunicorn(
+    env: dict[str, str], log: Path, workers: int = 2, port: int | None = None, threads: int = 1
+) -> Server:
+    """The bookshop under gunicorn: ``workers`` sync workers (gthread ones if ``threads`` > 1)."""
     port = port or free_port()
-    return Server(gunicorn_command("127.0.0.1", port, workers), env, port, log)
+    return Server(gunicorn_command("127.0.0.1", port, workers, threads), env, port, log)
+
+
+def runserver(env: dict[str, str], log: Path, port: int | None = None) -> Server:
+    """The bookshop under Django's runserver (threaded, --noreload)."""
+    port = port or free_port()
+    return Server(runserver_command("127.0.0.1", port), env, port, log)
 
 
 def upstream(delay_ms: float, log: Path, port: int | None = None) -> Server:

@@ -8,6 +8,7 @@ half-written, and the server holds no session of ours in a transaction or still 
 """
 
 import asyncio
+import threading
 import time
 
 import psycopg
@@ -415,3 +416,161 @@ def test_no_query_of_ours_runs_inside_a_users_transaction(other_database):
     assert len(ours) <= 1  # tried once, not before every statement
     begin = next(i for i, sql in enumerate(statements) if sql.startswith("BEGIN"))
     assert all(i < begin for i in ours)  # and never inside the transaction
+
+
+# A bank ledger under random cancellation ---------------------------------------------
+
+
+def test_random_cancellation_of_transfers_keeps_the_ledger_balanced(alias):
+    import random
+
+    from django.db.models import F
+
+    from testapp.models import Counter
+
+    accounts = [f"account {i}" for i in range(5)]
+    rng = random.Random(13)
+
+    async def transfer(source, target, amount):
+        async with transaction.atomic(using=alias):
+            await (
+                Counter.objects.using(alias).filter(name=source).aupdate(value=F("value") - amount)
+            )
+            await asyncio.sleep(rng.random() * 0.01)  # the task holds its transaction
+            await (
+                Counter.objects.using(alias).filter(name=target).aupdate(value=F("value") + amount)
+            )
+
+    async def main():
+        await clear(alias)
+        for name in accounts:
+            await insert(alias, name, 100)
+        tasks = [
+            asyncio.create_task(transfer(*rng.sample(accounts, 2), rng.randint(1, 20)))
+            for _ in range(40)
+        ]
+        for task in rng.sample(tasks, 20):
+            await asyncio.sleep(rng.random() * 0.01)
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        values = [
+            value async for value in Counter.objects.using(alias).values_list("value", flat=True)
+        ]
+        await assert_server_clean(alias, seam.pool(alias))
+        return outcomes, values
+
+    outcomes, values = arun(main)
+    cancelled = sum(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
+    assert 0 < cancelled < len(outcomes)  # some were cut short, some went through
+    # SQLite may refuse a writer after its busy timeout: an error, never half a transfer.
+    assert all(
+        outcome is None or isinstance(outcome, (asyncio.CancelledError, OperationalError))
+        for outcome in outcomes
+    )
+    assert sum(values) == 100 * len(accounts)
+
+
+# 7. Short-lived event loops (async views under WSGI) ---------------------------------
+
+
+def _worker_threads():
+    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+
+
+def test_connections_close_with_their_event_loop(alias):
+    """Under WSGI each async view runs on a loop of its own (asgiref's async_to_sync):
+    when the loop ends, its connections are closed, not left for the next loop."""
+    from asgiref.sync import async_to_sync
+
+    slow = SLEEP.get(alias)
+
+    async def view():
+        if slow is None:
+            await asyncio.gather(*(Author.objects.using(alias).acount() for _ in range(3)))
+        else:
+            await asyncio.gather(*(fetch(alias, slow, [0.2]) for _ in range(3)))
+
+    for wrapper in connections.all():
+        wrapper.close()
+    workers_before = len(_worker_threads())
+    threads = [threading.Thread(target=async_to_sync(view)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if alias == "default":
+        assert len(_worker_threads()) == workers_before  # aiosqlite's threads ended
+        return
+    deadline = time.monotonic() + 3
+    while (sessions := server_sessions(alias)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sessions == []
+
+
+# 8. Clean exit --------------------------------------------------------------------------
+
+EXIT_SCRIPT = """
+import asyncio, sys
+import django
+from django.conf import settings
+
+settings.configure(DATABASES={"default": %(database)r}, INSTALLED_APPS=["django_asyncdb"],
+                   USE_TZ=True)
+django.setup()
+import django_asyncdb
+from django.db import transaction
+
+
+async def query():
+    async with django_asyncdb.cursor() as cursor:
+        await cursor.execute("SELECT 1")
+
+
+async def hold():
+    async with transaction.atomic():
+        await query()
+        await asyncio.sleep(3600)
+
+
+async def main():
+    await asyncio.gather(*(query() for _ in range(3)))
+    if sys.argv[1] == "pending":
+        asyncio.get_running_loop().create_task(hold())
+        await asyncio.sleep(0.2)
+
+
+if sys.argv[1] == "run":
+    asyncio.run(main())  # no close_pools(): the loop's end closes them
+else:  # a loop closed with a task still holding a transaction's connection
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main())
+    loop.close()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("mode", ["run", "pending"])
+def test_a_script_exits_cleanly(alias, mode, tmp_path):
+    import subprocess
+    import sys
+
+    database = dict(connections[alias].settings_dict)
+    database = {key: database[key] for key in ("ENGINE", "NAME", "USER", "HOST", "PORT")}
+    database["PASSWORD"] = connections[alias].settings_dict["PASSWORD"]
+    script = tmp_path / "script.py"
+    script.write_text(EXIT_SCRIPT % {"database": database})
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", str(script), mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert (done.returncode, done.stdout) == (0, "done\n"), done.stderr
+    assert elapsed < 30  # no driver thread kept the interpreter from exiting
+    for noise in ("ResourceWarning", "Exception ignored", "django_asyncdb", "Traceback"):
+        assert noise not in done.stderr, done.stderr
+    # asyncio reports the script's own task left pending; nothing of ours.
+    expected = 1 if mode == "pending" else 0
+    assert done.stderr.count("Task was destroyed but it is pending") == expected, done.stderr

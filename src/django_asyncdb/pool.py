@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from typing import Any
 
 from .backends.base import Backend, Connection
 from .errors import PoolClosed, PoolTimeout, translate
@@ -39,6 +40,7 @@ class Pool:
         self.max_idle = settings.max_idle
         self.max_lifetime = settings.max_lifetime
         self._idle: deque[Connection] = deque()
+        self._connections: set[Connection] = set()  # idle or in use
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._size = 0
         self._closed = False
@@ -135,21 +137,25 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed(f"The async pool of {self.alias!r} was closed."))
-        while self._idle:
-            self._discard(self._idle.pop())
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        idle = list(self._idle)
+        self._idle.clear()
+        self._size -= len(idle)
+        # Awaited here, not left to tasks: at a loop's end nothing would run them.
+        await asyncio.gather(
+            *(self._close_quietly(connection) for connection in idle),
+            *self._closing,
+            return_exceptions=True,
+        )
         logger.info("pool %r closed", self)
 
     def abandon(self) -> None:
-        """The event loop is gone: close what can be closed without it."""
+        """The event loop is gone: close what can be closed without it, the connections
+        still held by tasks that will never run again included (a loop closed with
+        tasks pending), so no driver thread or socket outlives it."""
         self._closed = True
-        while self._idle:
-            connection = self._idle.pop()
-            try:
-                connection.close_now()
-            except Exception:  # best effort: the loop that owned it no longer runs
-                logger.debug("error closing an abandoned connection", exc_info=True)
+        self._idle.clear()
+        while self._connections:
+            _close_now(self._connections.pop())
 
     async def _check(self, connection: Connection) -> bool:
         """CHECK: a round trip proves the connection alive; a dead one is dropped."""
@@ -176,7 +182,7 @@ class Pool:
     async def _connect(self) -> Connection:
         """Open a connection for a slot already counted in ``_size``."""
         try:
-            return await self.backend.connect()
+            connection = await self.backend.connect()
         except BaseException as exc:
             self._size -= 1
             self._hand_over_slot()
@@ -184,6 +190,8 @@ class Pool:
             if error is not None:
                 raise error from exc
             raise
+        self._connections.add(connection)
+        return connection
 
     async def _wait(self, timeout: float) -> Connection:
         loop = asyncio.get_running_loop()
@@ -248,20 +256,31 @@ class Pool:
             # Its task was cancelled mid-statement (an ASGI client that went away, a
             # timeout): routine under load, and the connection can't be trusted again.
             logger.info("closing a connection interrupted mid-statement, pool %r", self)
-        task = asyncio.get_running_loop().create_task(self._close_quietly(connection))
+        loop = asyncio._get_running_loop()
+        if self._closed or loop is None:
+            # Returned after close() (a task ending with the loop), or by a coroutine the
+            # garbage collector closed: close it now rather than in a task that the
+            # ending loop may never run.
+            self._connections.discard(connection)
+            _close_now(connection)
+            return
+        task = _cleanup_task(loop, self._close_quietly(connection))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        if not self._closed:
-            self._hand_over_slot()
+        self._hand_over_slot()
 
-    @staticmethod
-    async def _close_quietly(connection: Connection) -> None:
+    async def _close_quietly(self, connection: Connection) -> None:
         try:
             if connection.broken:
                 await connection.stop_statement()
             await connection.close()
         except Exception:  # a dead connection may fail to close; nothing to do
             logger.debug("error closing a discarded connection", exc_info=True)
+        except BaseException:  # cancelled, or destroyed with its loop: close without waiting
+            _close_now(connection)
+            raise
+        finally:
+            self._connections.discard(connection)
 
     def _expired(self, connection: Connection, now: float, *, idle: bool = True) -> bool:
         if self.max_lifetime is not None and now - connection.created > self.max_lifetime:
@@ -278,6 +297,22 @@ class Pool:
         idle = self._idle
         while idle and self._size > self.min_size and self._expired(idle[0], now):
             self._discard(idle.popleft())
+
+
+def _cleanup_task(loop: asyncio.AbstractEventLoop, work: Any) -> asyncio.Task[None]:
+    """A task of the pool's own clean-up. If its loop is closed before it ran (a loop
+    closed with tasks pending), the connection is closed when pools are swept, so the
+    task is not reported as destroyed while pending."""
+    task = loop.create_task(work)
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    return task
+
+
+def _close_now(connection: Connection) -> None:
+    try:
+        connection.close_now()
+    except Exception:  # best effort: no loop to wait on
+        logger.debug("error closing a connection without its loop", exc_info=True)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

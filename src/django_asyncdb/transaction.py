@@ -241,6 +241,11 @@ async def atomic_aexit(self: Atomic, exc_type: Any, exc_value: Any, traceback: A
         return
     level = seam.current_level(alias)
     if level is None:
+        if exc_type is GeneratorExit:
+            # A coroutine closed by the garbage collector (its loop closed with it still
+            # pending): no task context to find the block in; the pool closes its
+            # connection with the loop.
+            return
         raise TransactionManagementError("atomic block exited in another task than it entered.")
     seam.pop_level(level)
     level.closed = True

@@ -98,7 +98,14 @@ class Connection:
         if self.broken:
             return
         self.broken = True
-        self.stopping = asyncio.get_running_loop().create_task(self._abort_quietly())
+        self.stop_now()
+
+    def stop_now(self) -> None:
+        """Start stopping the interrupted statement (a vendor that can do it without
+        waiting does it here)."""
+        from ..pool import _cleanup_task
+
+        self.stopping = _cleanup_task(asyncio.get_running_loop(), self._abort_quietly())
 
     async def _abort_quietly(self) -> None:
         try:

@@ -107,6 +107,10 @@ class PgConnection(base.Connection):
         if not raw.closed and raw.info.transaction_status == TransactionStatus.ACTIVE:
             await raw.cancel_safe(timeout=5.0)
 
+    def stop_now(self) -> None:
+        """Nothing to start: psycopg itself cancels a statement whose task is cancelled
+        (and closes the connection if the server doesn't stop it); abort() checks."""
+
     def reusable(self) -> bool:
         """Open, not broken, and idle outside any transaction."""
         raw = self.raw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sqlite3
 import time
@@ -80,6 +81,7 @@ class SqliteConnection(base.Connection):
         self.raw = raw
         self.begin_sql = begin_sql
         self.closed = False
+        self._stopped = False  # aiosqlite's thread told to end
         self.created = self.last_used = time.monotonic()
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
@@ -113,11 +115,16 @@ class SqliteConnection(base.Connection):
         await self.run(self.begin_sql, None)
 
     async def abort(self) -> None:
+        """Stop a running statement."""
+        self.stop_now()
+
+    def stop_now(self) -> None:
         """sqlite3's interrupt() is safe from any thread: called from here, not queued
         behind the running statement in aiosqlite's thread, it stops it at once."""
         connection = self.raw._connection
-        if not self.closed and connection is not None:
-            connection.interrupt()
+        if connection is not None:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # already closed
+                connection.interrupt()
 
     def reusable(self) -> bool:
         """Open, not broken, and outside any transaction."""
@@ -126,23 +133,27 @@ class SqliteConnection(base.Connection):
     async def close(self) -> None:
         """Close the connection and stop its thread."""
         self.closed = True
-        await self.raw.close()
+        if not self._stopped:
+            await self.raw.close()
+            self._stopped = True
 
     def close_now(self) -> None:
         """Close the sqlite3 connection and end aiosqlite's thread, expecting no reply.
 
         aiosqlite's own stop() answers on a future of whatever loop is current, which in
         a sweep may close before the thread answers; so queue the same work unanswered.
+        Also when a close() was under way: its loop may have ended mid-way.
         """
-        if self.closed:
+        if self._stopped:
             return
-        self.closed = True
+        self.closed = self._stopped = True
         queue = getattr(self.raw, "_tx", None)
         sentinel = getattr(aiosqlite.core, "_STOP_RUNNING_SENTINEL", None)
         if queue is None or sentinel is None:  # another aiosqlite: its public way
             self.raw.stop()
             return
         raw = self.raw
+        self.stop_now()  # a statement of a task that will never resume
 
         def close_and_stop() -> object:
             connection, raw._connection = raw._connection, None
