@@ -6,11 +6,19 @@ must run under CI=true (then an unreachable server fails the run instead of skip
 
 import asyncio
 import os
+import socket
 import tempfile
 
 import django
 import pytest
 from django.conf import settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 # ASYNCDB_TEST_DB names the server databases, so two runs on one machine don't collide.
 TEST_DB = os.environ.get("ASYNCDB_TEST_DB", "django_asyncdb_test")
@@ -26,6 +34,8 @@ PG = {
 # main one with a statement timeout (tests/test_faults.py).
 PG_OTHER = {**PG, "NAME": f"{TEST_DB}_other"}
 PG_TIMEOUT = {**PG, "OPTIONS": {"options": "-c statement_timeout=300"}}
+# A throwaway PostgreSQL cluster that tests/test_restart.py starts and restarts.
+PG_RESTART = {**PG, "NAME": "postgres", "PORT": str(_free_port()), "CONN_MAX_AGE": 600}
 SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"django_asyncdb_test_{os.getpid()}.sqlite3")
 
 
@@ -112,6 +122,7 @@ def pytest_configure(config):
         databases["postgresql_optout"] = {**PG, "ASYNC": {"ENABLED": False}}
         databases["postgresql_other"] = PG_OTHER
         databases["postgresql_timeout"] = PG_TIMEOUT
+        databases["postgresql_restart"] = PG_RESTART
     if "mariadb" in ALIASES:
         databases["mariadb"] = MARIADB
         databases["mariadb_optout"] = {**MARIADB, "ASYNC": {"ENABLED": False}}

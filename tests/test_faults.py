@@ -100,19 +100,25 @@ def server_sessions(alias):
         conn.close()
 
 
-def kill_sessions(alias, ids):
-    """Terminate server sessions, as an operator or a failover does."""
+def kill_sessions(alias, ids, *, wait=True):
+    """Terminate server sessions, as an operator or a failover does; by default, wait
+    until the server has ended them."""
     if alias == "postgresql":
         with _pg() as conn:
             for pid in ids:
                 conn.execute("SELECT pg_terminate_backend(%s)", [pid])
-        return
-    conn = _mariadb()
-    try:
-        for thread_id in ids:
-            conn.cursor().execute(f"KILL {int(thread_id)}")
-    finally:
-        conn.close()
+    else:
+        conn = _mariadb()
+        try:
+            for thread_id in ids:
+                conn.cursor().execute(f"KILL {int(thread_id)}")
+        finally:
+            conn.close()
+    deadline = time.monotonic() + 5
+    while wait and time.monotonic() < deadline:
+        if not {s[0] for s in server_sessions(alias)} & set(ids):
+            return
+        time.sleep(0.02)
 
 
 def session_id(connection):
@@ -168,7 +174,6 @@ def test_idle_connections_killed_by_the_server_fail_no_query(server_alias):
     async def main():
         found = await _grow(alias, 5)
         await asyncio.to_thread(kill_sessions, alias, [session_id(c) for c in found._idle])
-        await asyncio.sleep(0.3)  # the server's goodbye reaches the idle sockets
         failed = await _failures(alias)
         await assert_server_clean(alias, found)
         return failed
