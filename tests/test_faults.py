@@ -373,6 +373,25 @@ def test_an_interrupted_statement_stops_at_once_inside_atomic(alias):
     assert elapsed < 1.0
 
 
+def test_wait_for_around_an_atomic_block(alias):
+    slow = SLEEP.get(alias, SLOW_SQLITE)
+    params = [5] if alias in SLEEP else None
+
+    async def block():
+        async with transaction.atomic(using=alias):
+            await insert(alias, "never")
+            await fetch(alias, slow, params)
+
+    async def main():
+        await clear(alias)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(block(), 0.3)
+        await assert_server_clean(alias, seam.pool(alias))
+        return await names(alias)
+
+    assert arun(main) == []
+
+
 # 6. No query of ours inside a user's transaction -------------------------------------
 
 
