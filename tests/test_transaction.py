@@ -352,23 +352,6 @@ def test_native_writes_join_the_transaction(alias):
     assert run(alias, scenario) == ["kept"]
 
 
-def test_thread_hopped_sync_orm_cannot_escape_the_transaction(alias):
-    from asgiref.sync import sync_to_async
-
-    from testapp.models import Counter
-
-    async def scenario(a):
-        create = sync_to_async(Counter.objects.using(a).create)
-        with pytest.raises(django_asyncdb.NotSupportedYet, match="outside the async transaction"):
-            async with transaction.atomic(using=a):
-                await insert(a, "inside")
-                await create(name="escaped")
-        await create(name="outside")  # outside a block, the sync ORM in a thread still works
-        return await names(a)
-
-    assert run(alias, scenario) == ["outside"]
-
-
 def test_select_for_update(alias):
     from testapp.models import Counter
 

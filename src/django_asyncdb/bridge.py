@@ -12,7 +12,9 @@ is replaced.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,7 +23,7 @@ import greenlet
 
 from . import connections as seam
 
-__all__ = ["await_", "in_bridge", "run", "twin"]
+__all__ = ["await_", "in_bridge", "run", "serves", "twin"]
 
 T = TypeVar("T")
 
@@ -100,15 +102,32 @@ async def run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return request.value
 
 
+def serves(alias: str) -> bool:
+    """True where Django's sync code does its I/O on ``alias`` natively, through
+    :func:`await_`: in the bridge, and in a worker thread (``sync_to_async``) of a task
+    inside an async atomic block on ``alias``, whose statements must join that block."""
+    if type(greenlet.getcurrent()) is _Bridge:
+        return seam.is_native(alias)
+    return seam.thread_level(alias) is not None
+
+
 def await_(awaitable: Awaitable[T]) -> T:
-    """From Django's sync code inside :func:`run`: wait for ``awaitable`` in the task."""
+    """From Django's sync code inside :func:`run`: wait for ``awaitable`` in the task.
+
+    In a worker thread of a task inside an async atomic block, the coroutine runs on
+    that task's event loop (which is free: the task waits for this thread) and the
+    thread waits for it, so the thread's statements run in order on the transaction.
+    """
     current = greenlet.getcurrent()
-    if type(current) is not _Bridge:
+    if type(current) is _Bridge:
+        return current.parent.switch(awaitable)
+    loop = seam.serving_loop()
+    if loop is None or not inspect.iscoroutine(awaitable):
         close = getattr(awaitable, "close", None)
         if close is not None:
             close()
         raise RuntimeError("await_() called outside django_asyncdb's bridge")
-    return current.parent.switch(awaitable)
+    return asyncio.run_coroutine_threadsafe(awaitable, loop).result()
 
 
 def twin(

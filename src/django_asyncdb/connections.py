@@ -96,6 +96,24 @@ def current_level(alias: str) -> Level | None:
     return level
 
 
+def thread_level(alias: str) -> Level | None:
+    """Outside the event loop, the async atomic block of ``alias`` that the context
+    inherited: a worker thread (``sync_to_async``) of a task inside that block."""
+    levels = _levels.get()
+    if not levels or in_event_loop():
+        return None
+    return levels.get(alias)
+
+
+def serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of the async transactions this worker thread's context is in."""
+    levels = _levels.get()
+    if not levels or in_event_loop():
+        return None
+    loop: asyncio.AbstractEventLoop | None = next(iter(levels.values())).transaction.loop
+    return loop
+
+
 def push_level(alias: str, level: Level) -> None:
     """Make ``level`` the innermost one for ``alias`` in this context."""
     levels = _levels.get()

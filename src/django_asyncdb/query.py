@@ -69,7 +69,7 @@ _original_get_compiler = Query.get_compiler
 def fetch_all(self: QuerySet[Any]) -> None:
     """QuerySet._fetch_all: native inside the bridge, refused in the event loop, else Django's."""
     if self._result_cache is None:
-        if bridge.in_bridge() and seam.is_native(self.db):
+        if bridge.serves(self.db):
             self._result_cache = bridge.await_(_fetch_objects(self))
         elif sync_io_forbidden() and seam.is_native(self.db):
             raise SyncCallInAsyncContext(

@@ -8,6 +8,7 @@ work with Django's own import. The state Django keeps on its connection
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -42,6 +43,7 @@ class Transaction:
     """One outermost async atomic block: its connection and Django's bookkeeping."""
 
     def __init__(self, alias: str, pool: Pool | None, connection: Connection) -> None:
+        self.loop = asyncio._get_running_loop()  # where worker threads send statements
         self.alias = alias
         self.pool = pool
         self.connection = connection
@@ -196,7 +198,12 @@ async def atomic_aenter(self: Atomic) -> Atomic:
     if not seam.is_native(alias):
         await sync_to_async(self.__enter__)()
         return self
-    parent = seam.current_level(alias)
+    seam.push_level(alias, await _open_level(self, alias, seam.current_level(alias)))
+    return self
+
+
+async def _open_level(self: Atomic, alias: str, parent: Level | None) -> Level:
+    """The I/O of entering a block (BEGIN, or a savepoint under the parent's turn)."""
     if parent is None:
         await seam.prepare(alias)
         pool = seam.pool(alias)
@@ -207,30 +214,25 @@ async def atomic_aenter(self: Atomic) -> Atomic:
         except BaseException:
             pool.release(connection)
             raise
-        level = Level(transaction, None, None)
-    else:
-        if self.durable and not (parent.test is not None and parent.parent is None):
-            raise RuntimeError(
-                "A durable atomic block cannot be nested within another atomic block."
-            )
-        # Hold the parent's turn for the whole block: the savepoint stack stays linear.
-        await parent.lock.acquire()
-        try:
-            transaction = parent.transaction
-            if parent.closed:
-                transaction.check_usable(parent)
-            transaction.check_connection()
-            if self.savepoint and not transaction.needs_rollback:
-                sid: str | None = await transaction.savepoint()
-            else:
-                sid = None
-        except BaseException:
-            parent.lock.release()
-            raise
-        transaction.savepoint_ids.append(sid)
-        level = Level(transaction, parent, sid)
-    seam.push_level(alias, level)
-    return self
+        return Level(transaction, None, None)
+    if self.durable and not (parent.test is not None and parent.parent is None):
+        raise RuntimeError("A durable atomic block cannot be nested within another atomic block.")
+    # Hold the parent's turn for the whole block: the savepoint stack stays linear.
+    await parent.lock.acquire()
+    try:
+        transaction = parent.transaction
+        if parent.closed:
+            transaction.check_usable(parent)
+        transaction.check_connection()
+        if self.savepoint and not transaction.needs_rollback:
+            sid: str | None = await transaction.savepoint()
+        else:
+            sid = None
+    except BaseException:
+        parent.lock.release()
+        raise
+    transaction.savepoint_ids.append(sid)
+    return Level(transaction, parent, sid)
 
 
 async def atomic_aexit(self: Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -248,9 +250,14 @@ async def atomic_aexit(self: Atomic, exc_type: Any, exc_value: Any, traceback: A
             return
         raise TransactionManagementError("atomic block exited in another task than it entered.")
     seam.pop_level(level)
+    await _close_level(level, exc_type is None)
+
+
+async def _close_level(level: Level, success: bool) -> None:
+    """The I/O of leaving a block: release or roll back its savepoint, or commit or roll
+    back the transaction and run its on_commit hooks."""
     level.closed = True
     transaction = level.transaction
-    success = exc_type is None
     if level.parent is not None:
         try:
             await transaction.close_nested(level.sid, success)
@@ -286,8 +293,10 @@ def atomic_call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def atomic_enter(self: Atomic) -> None:
-    """Native in the bridge; refused on a native alias elsewhere in the event loop."""
-    if seam.in_event_loop() and seam.is_native(_alias(self)):
+    """Native in the bridge, and in a worker thread of a task inside an async atomic
+    block (a savepoint of it); refused on a native alias elsewhere in the event loop."""
+    alias = _alias(self)
+    if seam.in_event_loop() and seam.is_native(alias):
         if bridge.in_bridge():
             bridge.await_(atomic_aenter(self))
             return
@@ -295,18 +304,30 @@ def atomic_enter(self: Atomic) -> None:
             "'with transaction.atomic()' blocks the event loop; in async code use "
             "'async with transaction.atomic()' (django_asyncdb)."
         )
+    parent = seam.thread_level(alias)
+    if parent is not None:
+        # The savepoint is made on the loop; the block is pushed in this thread's context.
+        seam.push_level(alias, bridge.await_(_open_level(self, alias, parent)))
+        return
     _original_enter(self)
     if getattr(self, "_from_testcase", False):
-        testing.enter(_alias(self), connections[_alias(self)])
+        testing.enter(alias, connections[alias])
 
 
 def atomic_exit(self: Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-    """Leave a block entered in the bridge natively; otherwise Django's ``__exit__``."""
-    if bridge.in_bridge() and seam.is_native(_alias(self)):
+    """Leave a block entered natively (in the bridge or a worker thread); otherwise
+    Django's ``__exit__``."""
+    alias = _alias(self)
+    if bridge.in_bridge() and seam.is_native(alias):
         bridge.await_(atomic_aexit(self, exc_type, exc_value, traceback))
         return
+    level = seam.thread_level(alias)
+    if level is not None:
+        seam.pop_level(level)
+        bridge.await_(_close_level(level, exc_type is None))
+        return
     if getattr(self, "_from_testcase", False):
-        testing.exit(_alias(self))
+        testing.exit(alias)
     _original_exit(self, exc_type, exc_value, traceback)
 
 

@@ -18,7 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from . import bridge
 from . import connections as seam
 from .cursors import BridgeCursor
-from .errors import NotSupportedYet, SyncCallInAsyncContext
+from .errors import SyncCallInAsyncContext
 
 logger = logging.getLogger("django.db.backends.base")
 
@@ -97,7 +97,7 @@ def _savepoint_method(name: str, original: Callable[..., Any]) -> Callable[..., 
     def method(self: BaseDatabaseWrapper, *args: Any) -> Any:
         if _level(self) is None:
             return original(self, *args)
-        if not bridge.in_bridge():
+        if not bridge.serves(self.alias):
             raise _refuse(name)
         from . import transaction
 
@@ -120,35 +120,42 @@ def get_autocommit(self: BaseDatabaseWrapper) -> bool:
     """
     if seam.in_event_loop() and seam.is_native(self.alias):
         return _level(self) is None
+    if seam.thread_level(self.alias) is not None:
+        return False  # a worker thread inside the task's async transaction
     return _original_get_autocommit(self)
 
 
 def ensure_connection(self: BaseDatabaseWrapper) -> None:
-    """Refuse the sync connection inside an async atomic block of the same database.
+    """Never open the sync connection where statements go through the seam.
 
-    Django's own thread-hopping async methods (``acreate``, ``asave``, ...) run the sync
-    ORM in a worker thread that inherits the task's context; their statements would run
-    on another connection, outside the async transaction, and commit on their own.
+    That is the event loop's thread, and a worker thread (Django's own ``sync_to_async``
+    hops, a library's) of a task inside an async atomic block of the same database:
+    its statements join that transaction through the loop (see ``bridge.await_``)
+    rather than run on another connection that would commit on its own.
     """
     if seam.in_event_loop() and seam.is_native(self.alias):
-        # The event loop's thread never opens the sync connection: statements go through
-        # the seam (this lets CaptureQueriesContext/assertNumQueries run in async tests).
+        # This lets CaptureQueriesContext/assertNumQueries run in async tests.
         return
-    if _level(self) is not None and not seam.in_event_loop():
-        raise NotSupportedYet(
-            f"This operation is not native yet: Django would run it in a thread on its sync "
-            f"connection, outside the async transaction on {self.alias!r}, and it would not "
-            "roll back with it. Run it outside the atomic block, or with raw SQL through "
-            "django_asyncdb.cursor() inside it."
-        )
+    if seam.thread_level(self.alias) is not None:
+        return
     _original_ensure_connection(self)
 
 
 def cursor(self: BaseDatabaseWrapper) -> Any:
-    """Inside the bridge, Django's cursors run their statements natively."""
-    if bridge.in_bridge() and seam.is_native(self.alias):
+    """Inside the bridge (and a worker thread inside an async atomic block), Django's
+    cursors run their statements natively."""
+    if bridge.serves(self.alias):
+        _ready(self)
         return self._prepare_cursor(BridgeCursor(self.alias))
     return _original_cursor(self)
+
+
+def _ready(wrapper: BaseDatabaseWrapper) -> None:
+    """A worker thread has its own Django wrapper: give it the server facts its
+    compiler reads, as prepare() gave the event loop's."""
+    level = seam.thread_level(wrapper.alias)
+    if level is not None and level.transaction.pool is not None:
+        level.transaction.pool.backend.install_facts(wrapper)
 
 
 def chunked_cursor_of(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -156,7 +163,8 @@ def chunked_cursor_of(original: Callable[..., Any]) -> Callable[..., Any]:
     streaming belongs to ``aiterator()``)."""
 
     def chunked_cursor(self: BaseDatabaseWrapper) -> Any:
-        if bridge.in_bridge() and seam.is_native(self.alias):
+        if bridge.serves(self.alias):
+            _ready(self)
             return self._prepare_cursor(BridgeCursor(self.alias))
         return original(self)
 
@@ -168,19 +176,17 @@ def _routed(name: str) -> property:
     transaction's (Django's code reads and sets ``connection.needs_rollback`` itself)."""
 
     def get(self: BaseDatabaseWrapper) -> Any:
-        if seam.in_event_loop():
-            level = _level(self)
-            if level is not None:
-                return True if name == "in_atomic_block" else getattr(level.transaction, name)
+        level = _level(self)  # the event loop's, or a worker thread's inherited block
+        if level is not None:
+            return True if name == "in_atomic_block" else getattr(level.transaction, name)
         return self.__dict__.get(name, False if name != "rollback_exc" else None)
 
     def set_(self: BaseDatabaseWrapper, value: Any) -> None:
-        if seam.in_event_loop():
-            level = _level(self)
-            if level is not None:
-                if name != "in_atomic_block":
-                    setattr(level.transaction, name, value)
-                return
+        level = _level(self)
+        if level is not None:
+            if name != "in_atomic_block":
+                setattr(level.transaction, name, value)
+            return
         self.__dict__[name] = value
 
     return property(get, set_, doc=f"Django's {name}, or the async transaction's.")
