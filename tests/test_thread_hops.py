@@ -233,3 +233,32 @@ def test_thread_hops_outside_atomic_keep_djangos_behaviour(alias):
         return pk is not None, await committed(a)
 
     assert scenario(alias, body) == (True, ["sync"])
+
+
+def test_the_threads_wrapper_knows_the_server_without_connecting(alias):
+    """Facts Django reads from a live connection (PostgreSQL's version, MariaDB's server
+    data, SQLite's parameter limit) are in the worker thread's own wrapper once it joined
+    the block."""
+    from django.db import connections
+
+    def close():  # an earlier test's thread hop may have left one (Django's behaviour)
+        connections[alias].close()
+
+    def facts():
+        Counter.objects.using(alias).filter(name="x").exists()  # the thread's first statement
+        wrapper = connections[alias]
+        found = {
+            "postgresql": lambda: wrapper.pg_version,
+            "mysql": lambda: wrapper.mysql_server_data["version"],
+            "sqlite": lambda: wrapper.features.max_query_params,
+        }[wrapper.vendor]()
+        return found, wrapper.connection
+
+    async def body(a):
+        await sync_to_async(close)()
+        async with transaction.atomic(using=a):
+            return await sync_to_async(facts)()
+
+    found, sync_connection = scenario(alias, body)
+    assert found
+    assert sync_connection is None  # the thread never opened Django's sync connection

@@ -98,11 +98,18 @@ def current_level(alias: str) -> Level | None:
 
 def thread_level(alias: str) -> Level | None:
     """Outside the event loop, the async atomic block of ``alias`` that the context
-    inherited: a worker thread (``sync_to_async``) of a task inside that block."""
+    inherited: a worker thread (``sync_to_async``) of a task inside that block.
+
+    Such a thread has a Django wrapper of its own: it is given the server facts its
+    compiler reads (as prepare() gave the event loop's), so it never connects for them.
+    """
     levels = _levels.get()
     if not levels or in_event_loop():
         return None
-    return levels.get(alias)
+    level = levels.get(alias)
+    if level is not None and level.transaction.pool is not None:
+        level.transaction.pool.backend.install_facts(connections[alias])
+    return level
 
 
 def serving_loop() -> asyncio.AbstractEventLoop | None:

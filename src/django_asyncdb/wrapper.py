@@ -145,17 +145,8 @@ def cursor(self: BaseDatabaseWrapper) -> Any:
     """Inside the bridge (and a worker thread inside an async atomic block), Django's
     cursors run their statements natively."""
     if bridge.serves(self.alias):
-        _ready(self)
         return self._prepare_cursor(BridgeCursor(self.alias))
     return _original_cursor(self)
-
-
-def _ready(wrapper: BaseDatabaseWrapper) -> None:
-    """A worker thread has its own Django wrapper: give it the server facts its
-    compiler reads, as prepare() gave the event loop's."""
-    level = seam.thread_level(wrapper.alias)
-    if level is not None and level.transaction.pool is not None:
-        level.transaction.pool.backend.install_facts(wrapper)
 
 
 def chunked_cursor_of(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -164,7 +155,6 @@ def chunked_cursor_of(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def chunked_cursor(self: BaseDatabaseWrapper) -> Any:
         if bridge.serves(self.alias):
-            _ready(self)
             return self._prepare_cursor(BridgeCursor(self.alias))
         return original(self)
 
