@@ -134,3 +134,27 @@ def test_reverse_manager_reads_natively(alias, thread_hops):
     expected = sorted(Book.objects.using(alias).filter(author_id=2).values_list("pk", flat=True))
     assert arun(main) == (expected, expected, True)
     assert thread_hops == []
+
+
+def test_relation_not_loaded_is_raised_cleanly(alias):
+    """No "During handling of the above exception" (Django's field-cache KeyError) above it."""
+    import traceback
+
+    async def main():
+        raised = []
+        book = await Book.objects.using(alias).aget(pk=1)
+        profile = await Profile.objects.using(alias).aget(pk=1)
+        author = await Author.objects.using(alias).aget(pk=1)
+        for read in (lambda: book.author, lambda: profile.author, lambda: author.profile):
+            with pytest.raises(django_asyncdb.RelationNotLoaded) as info:
+                read()
+            raised.append(info.value)
+        return raised
+
+    for error in arun(main):
+        assert error.__cause__ is None
+        assert error.__context__ is None or error.__suppress_context__
+        shown = "".join(traceback.format_exception(error))
+        assert "KeyError" not in shown
+        assert "During handling" not in shown
+        assert "is not loaded" in shown

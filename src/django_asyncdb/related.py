@@ -35,7 +35,9 @@ def _not_loaded(instance: Model, name: str) -> RelationNotLoaded:
 def forward_get_object(self: ForwardManyToOneDescriptor, instance: Model) -> Any:
     """ForwardManyToOneDescriptor.get_object: refused in the event loop."""
     if sync_io_forbidden():
-        raise _not_loaded(instance, self.field.name)
+        # Django calls get_object() while it handles its field cache's KeyError: without
+        # "from None" the traceback would show that KeyError first.
+        raise _not_loaded(instance, self.field.name) from None
     return _original_get_object(self, instance)
 
 
