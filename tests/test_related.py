@@ -158,3 +158,14 @@ def test_relation_not_loaded_is_raised_cleanly(alias):
         assert "KeyError" not in shown
         assert "During handling" not in shown
         assert "is not loaded" in shown
+
+
+def test_aget_related_on_an_opted_out_alias_runs_djangos_code_in_a_thread(schema, thread_hops):
+    async def main():
+        book = await Book.objects.using("optout").aget(pk=1)
+        author = await django_asyncdb.aget_related(book, "author")
+        return author.pk, book.author is author
+
+    expected = Book.objects.using("optout").get(pk=1).author_id
+    assert arun(main) == (expected, True)
+    assert thread_hops

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
@@ -105,10 +106,12 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
 
 
 _settings: dict[str, AsyncSettings] = {}
+_loaded = False
 
 
 def load() -> dict[str, AsyncSettings]:
     """Read and validate every alias; return the settings of the native ones."""
+    global _loaded
     native: dict[str, AsyncSettings] = {}
     for alias in connections:
         wrapper = connections[alias]
@@ -125,6 +128,7 @@ def load() -> dict[str, AsyncSettings]:
             )
     _settings.clear()
     _settings.update(native)
+    _loaded = True
     return native
 
 
@@ -136,3 +140,38 @@ def _private_memory(settings_dict: Mapping[str, Any]) -> bool:
 def get(alias: str) -> AsyncSettings | None:
     """The settings of a native alias, or None if the alias is not native."""
     return _settings.get(alias)
+
+
+def check_app(what: str) -> None:
+    """Raise ImproperlyConfigured, saying what to do, unless the app is installed and ready."""
+    if apps.apps_ready and not apps.is_installed("django_asyncdb"):
+        raise ImproperlyConfigured(
+            f"django_asyncdb is not in INSTALLED_APPS: add 'django_asyncdb' to "
+            f"INSTALLED_APPS to use {what}."
+        )
+    if not _loaded:
+        raise ImproperlyConfigured(
+            f"django_asyncdb is not set up yet, so {what} can't be used: call django.setup() "
+            "first (manage.py, runserver and get_asgi_application() do), with "
+            "'django_asyncdb' in INSTALLED_APPS."
+        )
+
+
+def why_not_native(alias: str) -> str:
+    """Why an alias is not native, as the first sentence of an error message."""
+    wrapper = connections[alias]  # ConnectionDoesNotExist for an alias not in DATABASES
+    raw = wrapper.settings_dict.get("ASYNC")
+    if isinstance(raw, Mapping) and raw.get("ENABLED") is False:
+        return (
+            f"Database alias {alias!r} is not native: it is opted out "
+            f"(DATABASES[{alias!r}]['ASYNC']['ENABLED'] is False)."
+        )
+    if wrapper.vendor not in SUPPORTED_VENDORS:
+        return (
+            f"Database alias {alias!r} is not native: vendor {wrapper.vendor!r} has no native "
+            f"backend (supported: {', '.join(SUPPORTED_VENDORS)})."
+        )
+    return (
+        f"Database alias {alias!r} is not native: it was not in DATABASES when "
+        "django_asyncdb read its settings (at django.setup())."
+    )

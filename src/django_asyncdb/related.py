@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import router
 from django.db.models import Model
 from django.db.models.fields.related_descriptors import (
@@ -13,7 +14,8 @@ from django.db.models.fields.related_descriptors import (
     ReverseOneToOneDescriptor,
 )
 
-from . import bridge
+from . import bridge, conf
+from . import connections as seam
 from .errors import RelationNotLoaded
 from .query import sync_io_forbidden
 
@@ -56,11 +58,12 @@ def reverse_one_to_one_get(
 
 
 async def aget_related(instance: Model, name: str) -> Any:
-    """Fetch a forward FK, one-to-one or reverse one-to-one natively and cache it.
+    """Fetch a forward FK, one-to-one or reverse one-to-one and cache it.
 
     Returns what ``getattr(instance, name)`` returns in sync code, raising the same
     ``RelatedObjectDoesNotExist`` where Django does. For many-valued relations use
-    ``await instance.<name>.all()`` or ``async for``.
+    ``await instance.<name>.all()`` or ``async for``. On a database that is not native it
+    runs Django's sync code in a thread, as Django's own async methods do.
     """
     descriptor = getattr(type(instance), name, None)
     if not isinstance(descriptor, ForwardManyToOneDescriptor | ReverseOneToOneDescriptor):
@@ -68,7 +71,23 @@ async def aget_related(instance: Model, name: str) -> Any:
             f"{type(instance).__name__}.{name} is not a single-valued relation; for a "
             f"many-valued one use 'await obj.{name}.all()' or 'async for'."
         )
-    return await bridge.run(descriptor.__get__, instance, type(instance))
+    get = functools.partial(descriptor.__get__, instance, type(instance))
+    if seam.is_native(_read_alias(descriptor, instance)):
+        return await bridge.run(get)
+    conf.check_app("django_asyncdb.aget_related()")
+    return await sync_to_async(get)()
+
+
+def _read_alias(
+    descriptor: ForwardManyToOneDescriptor | ReverseOneToOneDescriptor, instance: Model
+) -> str:
+    """The database Django's descriptor reads the relation from (its queryset's ``db``)."""
+    if isinstance(descriptor, ForwardManyToOneDescriptor):
+        model = descriptor.field.remote_field.model
+    else:
+        model = descriptor.related.related_model
+    alias: str = router.db_for_read(model, instance=instance)
+    return alias
 
 
 # Related managers --------------------------------------------------------------------
