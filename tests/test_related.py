@@ -5,7 +5,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 
 import django_asyncdb
 from conftest import arun
-from testapp.models import Author, Book, Place, Profile
+from testapp.models import Author, Book, Comment, Place, Profile
 
 
 def test_forward_fk_not_loaded_raises(alias):
@@ -169,3 +169,34 @@ def test_aget_related_on_an_opted_out_alias_runs_djangos_code_in_a_thread(schema
     expected = Book.objects.using("optout").get(pk=1).author_id
     assert arun(main) == (expected, True)
     assert thread_hops
+
+
+def test_aget_related_fetches_a_generic_foreign_key(alias, thread_hops):
+    async def main():
+        comment = await Comment.objects.using(alias).aget(pk=1)
+        target = await django_asyncdb.aget_related(comment, "target")
+        return type(target).__name__, target.pk, comment.target is target
+
+    expected = Comment.objects.using(alias).get(pk=1).target
+    assert arun(main) == ("Book", expected.pk, True)
+    assert thread_hops == []
+
+
+def test_aget_related_says_what_it_takes(alias):
+    async def main():
+        book = await Book.objects.using(alias).aget(pk=1)
+        with pytest.raises(AttributeError) as missing:
+            await django_asyncdb.aget_related(book, "auther")
+        with pytest.raises(TypeError) as field:
+            await django_asyncdb.aget_related(book, "title")
+        with pytest.raises(TypeError) as many:
+            await django_asyncdb.aget_related(book, "tags")
+        return str(missing.value), str(field.value), str(many.value)
+
+    missing, field, many = arun(main)
+    assert missing == (
+        "Book has no relation 'auther'; its single-valued relations: author, publisher."
+    )
+    assert field.startswith("Book.title is not a relation;")
+    assert field.endswith(": author, publisher.")
+    assert "'async for item in obj.tags.all()'" in many

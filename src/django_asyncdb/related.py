@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import router
-from django.db.models import Model
+from django.db.models import ForeignObjectRel, Model
 from django.db.models.fields.related_descriptors import (
     ForwardManyToOneDescriptor,
+    ReverseManyToOneDescriptor,
     ReverseOneToOneDescriptor,
 )
 
@@ -58,19 +60,16 @@ def reverse_one_to_one_get(
 
 
 async def aget_related(instance: Model, name: str) -> Any:
-    """Fetch a forward FK, one-to-one or reverse one-to-one and cache it.
+    """Fetch a forward FK, one-to-one, reverse one-to-one or generic FK and cache it.
 
     Returns what ``getattr(instance, name)`` returns in sync code, raising the same
     ``RelatedObjectDoesNotExist`` where Django does. For many-valued relations use
-    ``await instance.<name>.all()`` or ``async for``. On a database that is not native it
+    ``async for`` over ``instance.<name>.all()``. On a database that is not native it
     runs Django's sync code in a thread, as Django's own async methods do.
     """
-    descriptor = getattr(type(instance), name, None)
-    if not isinstance(descriptor, ForwardManyToOneDescriptor | ReverseOneToOneDescriptor):
-        raise TypeError(
-            f"{type(instance).__name__}.{name} is not a single-valued relation; for a "
-            f"many-valued one use 'await obj.{name}.all()' or 'async for'."
-        )
+    descriptor: Any = getattr(type(instance), name, None)
+    if not _single_valued(descriptor):
+        raise _not_single_valued(instance, name, descriptor)
     get = functools.partial(descriptor.__get__, instance, type(instance))
     if seam.is_native(_read_alias(descriptor, instance)):
         return await bridge.run(get)
@@ -78,16 +77,58 @@ async def aget_related(instance: Model, name: str) -> Any:
     return await sync_to_async(get)()
 
 
-def _read_alias(
-    descriptor: ForwardManyToOneDescriptor | ReverseOneToOneDescriptor, instance: Model
-) -> str:
+def _generic_foreign_key(descriptor: Any) -> bool:
+    # Only a model using contenttypes can have one, and that model imported the module.
+    fields = sys.modules.get("django.contrib.contenttypes.fields")
+    return fields is not None and isinstance(descriptor, fields.GenericForeignKey)
+
+
+def _single_valued(descriptor: Any) -> bool:
+    return isinstance(
+        descriptor, ForwardManyToOneDescriptor | ReverseOneToOneDescriptor
+    ) or _generic_foreign_key(descriptor)
+
+
+def _read_alias(descriptor: Any, instance: Model) -> str:
     """The database Django's descriptor reads the relation from (its queryset's ``db``)."""
     if isinstance(descriptor, ForwardManyToOneDescriptor):
         model = descriptor.field.remote_field.model
-    else:
+    elif isinstance(descriptor, ReverseOneToOneDescriptor):
         model = descriptor.related.related_model
+    else:  # a generic foreign key reads from the instance's database
+        if instance._state.db is not None:
+            return instance._state.db
+        model = type(instance)
     alias: str = router.db_for_read(model, instance=instance)
     return alias
+
+
+def _not_single_valued(instance: Model, name: str, descriptor: Any) -> Exception:
+    model = type(instance).__name__
+    if isinstance(descriptor, ReverseManyToOneDescriptor):
+        return TypeError(
+            f"{model}.{name} is many-valued: use 'async for item in obj.{name}.all()', or its "
+            "a-methods (acount(), afirst(), ...); aget_related() fetches a single object."
+        )
+    names = ", ".join(_single_valued_names(type(instance))) or "none"
+    if descriptor is None:
+        return AttributeError(
+            f"{model} has no relation {name!r}; its single-valued relations: {names}."
+        )
+    return TypeError(
+        f"{model}.{name} is not a relation; aget_related() fetches a single-valued relation "
+        f"of {model}: {names}."
+    )
+
+
+def _single_valued_names(model: type[Model]) -> list[str]:
+    names = []
+    for field in model._meta.get_fields():
+        if field.many_to_one or field.one_to_one:
+            name = field.get_accessor_name() if isinstance(field, ForeignObjectRel) else field.name
+            if name:
+                names.append(name)
+    return names
 
 
 # Related managers --------------------------------------------------------------------
