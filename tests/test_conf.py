@@ -193,3 +193,32 @@ def test_an_alias_of_an_unsupported_vendor_says_so(tmp_path):
         "(supported: postgresql, sqlite, mysql). django_asyncdb.cursor() runs on native "
         "aliases only; for this one use Django's connections['other'].cursor()"
     )
+
+
+def test_max_size_zero_says_how_to_turn_the_alias_off():
+    with pytest.raises(ImproperlyConfigured, match=r"not 0\. .*set 'ENABLED': False\.$"):
+        conf.parse("default", "sqlite", {"MAX_SIZE": 0})
+
+
+def test_min_size_above_the_default_max_size_says_it_is_the_default():
+    with pytest.raises(ImproperlyConfigured, match=r"MAX_SIZE \(10, the default\)\.$"):
+        conf.parse("default", "sqlite", {"MIN_SIZE": 20})
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [("MAXSIZE", "MAX_SIZE"), ("max_size", "MAX_SIZE"), ("TIME_OUT", "TIMEOUT")],
+)
+def test_a_misspelled_key_names_the_right_one(key, hint):
+    expected = rf"unknown key '{key}' \(did you mean '{hint}'\?\)"
+    with pytest.raises(ImproperlyConfigured, match=expected):
+        conf.parse("default", "sqlite", {key: 1})
+
+
+def test_a_misspelled_async_setting_is_not_ignored(tmp_path):
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "other.sqlite3")}
+    outcome = _run_project(tmp_path, apps=["django_asyncdb"], other={**sqlite, "async": {}})
+    assert outcome["setup"] == (
+        "ImproperlyConfigured",
+        "DATABASES['other'] has a key 'async': did you mean 'ASYNC'?",
+    )
