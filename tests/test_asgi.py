@@ -366,8 +366,15 @@ def test_loop_safe_takes_dotted_paths():
 
 def test_handler_needs_the_app():
     apps = ["django.contrib.contenttypes", "django.contrib.auth", "testapp"]
-    with override_settings(INSTALLED_APPS=apps), pytest.raises(ImproperlyConfigured):
+    with (
+        override_settings(INSTALLED_APPS=apps),
+        pytest.raises(ImproperlyConfigured) as info,
+    ):
         ASGIHandler()
+    assert str(info.value) == (
+        "django_asyncdb is not in INSTALLED_APPS: add 'django_asyncdb' to INSTALLED_APPS to "
+        "use django_asyncdb.asgi's handler."
+    )
 
 
 def _lifespan(app):

@@ -81,3 +81,144 @@ def test_opt_out_and_unsupported_vendor(monkeypatch):
     # Restore the project's real settings for the other tests.
     monkeypatch.setattr("django_asyncdb.conf.connections", connections)
     conf.load()
+
+
+# A project set up in a fresh interpreter (its INSTALLED_APPS are not this test run's): each
+# public entry point is called and its outcome printed as JSON.
+SETUP_SCRIPT = """
+import asyncio, json, sys
+import django
+from django.conf import settings
+
+config = json.loads(sys.argv[1])
+settings.configure(
+    DATABASES=config["databases"], INSTALLED_APPS=config["apps"], USE_TZ=True, SECRET_KEY="x"
+)
+outcome = {}
+
+
+def record(name, call):
+    try:
+        result = call()
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        outcome[name] = ["ok", repr(result)]
+    except Exception as exc:
+        outcome[name] = [type(exc).__name__, str(exc)]
+
+
+if config["setup"]:
+    record("setup", django.setup)
+import django_asyncdb
+
+record("cursor", lambda: django_asyncdb.cursor(config["alias"]).execute("SELECT 1"))
+record("close_pools", django_asyncdb.close_pools)
+record("asavepoint", django_asyncdb.asavepoint)
+record("asavepoint_rollback", lambda: django_asyncdb.asavepoint_rollback("s1"))
+if config["setup"] and "django.contrib.auth" in config["apps"]:
+    from django.contrib.auth.models import Permission
+
+    permission = Permission(content_type_id=1)
+    record("aget_related", lambda: django_asyncdb.aget_related(permission, "content_type"))
+    from django_asyncdb.asgi import get_asgi_application
+
+    record("get_asgi_application", get_asgi_application)
+print(json.dumps(outcome))
+"""
+
+
+def _run_project(tmp_path, *, apps, setup=True, alias="default", **databases):
+    import json
+    import subprocess
+    import sys
+
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
+    config = {
+        "databases": {"default": sqlite, **databases},
+        "apps": apps,
+        "setup": setup,
+        "alias": alias,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SETUP_SCRIPT, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return {name: tuple(result) for name, result in json.loads(done.stdout).items()}
+
+
+def test_without_the_app_each_entry_point_says_to_add_it(tmp_path):
+    outcome = _run_project(tmp_path, apps=["django.contrib.contenttypes", "django.contrib.auth"])
+    missing = "django_asyncdb is not in INSTALLED_APPS: add 'django_asyncdb' to INSTALLED_APPS"
+    assert outcome == {
+        "setup": ("ok", "None"),
+        "cursor": ("ImproperlyConfigured", f"{missing} to use django_asyncdb.cursor()."),
+        # No pool and no async transaction can exist: nothing to close, no savepoint.
+        "close_pools": ("ok", "None"),
+        "asavepoint": ("ok", "None"),
+        "asavepoint_rollback": ("ok", "None"),
+        "aget_related": (
+            "ImproperlyConfigured",
+            f"{missing} to use django_asyncdb.aget_related().",
+        ),
+        "get_asgi_application": (
+            "ImproperlyConfigured",
+            f"{missing} to use django_asyncdb.asgi's handler.",
+        ),
+    }
+
+
+def test_before_django_setup_the_cursor_says_to_call_it(tmp_path):
+    outcome = _run_project(tmp_path, apps=["django_asyncdb"], setup=False)
+    assert outcome["cursor"][0] == "ImproperlyConfigured"
+    assert outcome["cursor"][1].startswith(
+        "django_asyncdb is not set up yet, so django_asyncdb.cursor() can't be used: "
+        "call django.setup() first"
+    )
+
+
+def test_an_alias_of_an_unsupported_vendor_says_so(tmp_path):
+    outcome = _run_project(
+        tmp_path,
+        apps=["django_asyncdb"],
+        alias="other",
+        other={"ENGINE": "django.db.backends.dummy"},
+    )
+    assert outcome["setup"] == ("ok", "None")
+    assert outcome["cursor"][0] == "ProgrammingError"
+    assert outcome["cursor"][1].startswith(
+        "Database alias 'other' is not native: vendor 'unknown' has no native backend "
+        "(supported: postgresql, sqlite, mysql). django_asyncdb.cursor() runs on native "
+        "aliases only; for this one use Django's connections['other'].cursor()"
+    )
+
+
+def test_max_size_zero_says_how_to_turn_the_alias_off():
+    with pytest.raises(ImproperlyConfigured, match=r"not 0\. .*set 'ENABLED': False\.$"):
+        conf.parse("default", "sqlite", {"MAX_SIZE": 0})
+
+
+def test_min_size_above_the_default_max_size_says_it_is_the_default():
+    with pytest.raises(ImproperlyConfigured, match=r"MAX_SIZE \(10, the default\)\.$"):
+        conf.parse("default", "sqlite", {"MIN_SIZE": 20})
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [("MAXSIZE", "MAX_SIZE"), ("max_size", "MAX_SIZE"), ("TIME_OUT", "TIMEOUT")],
+)
+def test_a_misspelled_key_names_the_right_one(key, hint):
+    expected = rf"unknown key '{key}' \(did you mean '{hint}'\?\)"
+    with pytest.raises(ImproperlyConfigured, match=expected):
+        conf.parse("default", "sqlite", {key: 1})
+
+
+def test_a_misspelled_async_setting_is_not_ignored(tmp_path):
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "other.sqlite3")}
+    outcome = _run_project(tmp_path, apps=["django_asyncdb"], other={**sqlite, "async": {}})
+    assert outcome["setup"] == (
+        "ImproperlyConfigured",
+        "DATABASES['other'] has a key 'async': did you mean 'ASYNC'?",
+    )

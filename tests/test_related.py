@@ -5,7 +5,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 
 import django_asyncdb
 from conftest import arun
-from testapp.models import Author, Book, Place, Profile
+from testapp.models import Author, Book, Comment, Place, Profile
 
 
 def test_forward_fk_not_loaded_raises(alias):
@@ -134,3 +134,69 @@ def test_reverse_manager_reads_natively(alias, thread_hops):
     expected = sorted(Book.objects.using(alias).filter(author_id=2).values_list("pk", flat=True))
     assert arun(main) == (expected, expected, True)
     assert thread_hops == []
+
+
+def test_relation_not_loaded_is_raised_cleanly(alias):
+    """No "During handling of the above exception" (Django's field-cache KeyError) above it."""
+    import traceback
+
+    async def main():
+        raised = []
+        book = await Book.objects.using(alias).aget(pk=1)
+        profile = await Profile.objects.using(alias).aget(pk=1)
+        author = await Author.objects.using(alias).aget(pk=1)
+        for read in (lambda: book.author, lambda: profile.author, lambda: author.profile):
+            with pytest.raises(django_asyncdb.RelationNotLoaded) as info:
+                read()
+            raised.append(info.value)
+        return raised
+
+    for error in arun(main):
+        assert error.__cause__ is None
+        assert error.__context__ is None or error.__suppress_context__
+        shown = "".join(traceback.format_exception(error))
+        assert "KeyError" not in shown
+        assert "During handling" not in shown
+        assert "is not loaded" in shown
+
+
+def test_aget_related_on_an_opted_out_alias_runs_djangos_code_in_a_thread(schema, thread_hops):
+    async def main():
+        book = await Book.objects.using("optout").aget(pk=1)
+        author = await django_asyncdb.aget_related(book, "author")
+        return author.pk, book.author is author
+
+    expected = Book.objects.using("optout").get(pk=1).author_id
+    assert arun(main) == (expected, True)
+    assert thread_hops
+
+
+def test_aget_related_fetches_a_generic_foreign_key(alias, thread_hops):
+    async def main():
+        comment = await Comment.objects.using(alias).aget(pk=1)
+        target = await django_asyncdb.aget_related(comment, "target")
+        return type(target).__name__, target.pk, comment.target is target
+
+    expected = Comment.objects.using(alias).get(pk=1).target
+    assert arun(main) == ("Book", expected.pk, True)
+    assert thread_hops == []
+
+
+def test_aget_related_says_what_it_takes(alias):
+    async def main():
+        book = await Book.objects.using(alias).aget(pk=1)
+        with pytest.raises(AttributeError) as missing:
+            await django_asyncdb.aget_related(book, "auther")
+        with pytest.raises(TypeError) as field:
+            await django_asyncdb.aget_related(book, "title")
+        with pytest.raises(TypeError) as many:
+            await django_asyncdb.aget_related(book, "tags")
+        return str(missing.value), str(field.value), str(many.value)
+
+    missing, field, many = arun(main)
+    assert missing == (
+        "Book has no relation 'auther'; its single-valued relations: author, publisher."
+    )
+    assert field.startswith("Book.title is not a relation;")
+    assert field.endswith(": author, publisher.")
+    assert "'async for item in obj.tags.all()'" in many

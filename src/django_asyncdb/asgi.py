@@ -27,11 +27,9 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import django
-from django.apps import apps
-from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 
-from . import hooks
+from . import conf, hooks
 from .connections import close_pools
 
 Scope = MutableMapping[str, Any]
@@ -79,11 +77,7 @@ class ASGIHandler(DjangoASGIHandler):
     """
 
     def __init__(self, *, loop_safe: Iterable[str] = ()) -> None:
-        if not apps.is_installed("django_asyncdb"):
-            raise ImproperlyConfigured(
-                "django_asyncdb.asgi's handler needs 'django_asyncdb' in INSTALLED_APPS; "
-                "without it use django.core.asgi.get_asgi_application()."
-            )
+        conf.check_app("django_asyncdb.asgi's handler")
         self.loop_hooks = hooks.LoopHooks(loop_safe)
         super().__init__()
 

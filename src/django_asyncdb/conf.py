@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
@@ -40,11 +42,11 @@ def _check_number(alias: str, key: str, value: Any, *, minimum: float, allow_non
         )
 
 
-def _check_int(alias: str, key: str, value: Any, *, minimum: int) -> None:
+def _check_int(alias: str, key: str, value: Any, *, minimum: int, hint: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}]['ASYNC'][{key!r}] must be an integer >= {minimum}, "
-            f"not {value!r}."
+            f"not {value!r}.{hint}"
         )
 
 
@@ -70,8 +72,10 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
+            meant = _closest(key, known)
             raise ImproperlyConfigured(
-                f"DATABASES[{alias!r}]['ASYNC'] has an unknown key {key!r}; "
+                f"DATABASES[{alias!r}]['ASYNC'] has an unknown key {key!r}"
+                f"{f' (did you mean {meant!r}?)' if meant else ''}; "
                 f"known keys: {', '.join(sorted(known))}."
             )
         values[known[key]] = value
@@ -82,7 +86,13 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
                 f"not {values[known[key]]!r}."
             )
     _check_int(alias, "MIN_SIZE", values.get("min_size", defaults.min_size), minimum=0)
-    _check_int(alias, "MAX_SIZE", values.get("max_size", defaults.max_size), minimum=1)
+    _check_int(
+        alias,
+        "MAX_SIZE",
+        values.get("max_size", defaults.max_size),
+        minimum=1,
+        hint=" To keep Django's own (thread) path for this alias, set 'ENABLED': False.",
+    )
     _check_number(alias, "TIMEOUT", values.get("timeout", 1), minimum=0, allow_none=False)
     _check_number(alias, "MAX_IDLE", values.get("max_idle"), minimum=0, allow_none=True)
     _check_number(alias, "MAX_LIFETIME", values.get("max_lifetime"), minimum=0, allow_none=True)
@@ -94,7 +104,7 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
     if result.min_size > result.max_size:
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}]['ASYNC']['MIN_SIZE'] ({result.min_size}) must not exceed "
-            f"MAX_SIZE ({result.max_size})."
+            f"MAX_SIZE ({result.max_size}{'' if 'max_size' in values else ', the default'})."
         )
     if in_memory and result.max_size > 1:
         raise ImproperlyConfigured(
@@ -104,14 +114,29 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
     return result
 
 
+def _closest(key: Any, known: Iterable[str]) -> str | None:
+    """The known key that ``key`` probably meant (another case, a small typo), if any."""
+    close = difflib.get_close_matches(str(key).upper(), list(known), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 _settings: dict[str, AsyncSettings] = {}
+_loaded = False
 
 
 def load() -> dict[str, AsyncSettings]:
     """Read and validate every alias; return the settings of the native ones."""
+    global _loaded
     native: dict[str, AsyncSettings] = {}
     for alias in connections:
         wrapper = connections[alias]
+        for key in wrapper.settings_dict:
+            # Django ignores keys it does not know: a misspelled ASYNC would silently
+            # leave the alias on its defaults.
+            if key != "ASYNC" and _closest(key, ["ASYNC"]):
+                raise ImproperlyConfigured(
+                    f"DATABASES[{alias!r}] has a key {key!r}: did you mean 'ASYNC'?"
+                )
         raw = wrapper.settings_dict.get("ASYNC")
         in_memory = wrapper.vendor == "sqlite" and _private_memory(wrapper.settings_dict)
         parsed = parse(alias, wrapper.vendor, raw, in_memory=in_memory)
@@ -125,6 +150,7 @@ def load() -> dict[str, AsyncSettings]:
             )
     _settings.clear()
     _settings.update(native)
+    _loaded = True
     return native
 
 
@@ -136,3 +162,38 @@ def _private_memory(settings_dict: Mapping[str, Any]) -> bool:
 def get(alias: str) -> AsyncSettings | None:
     """The settings of a native alias, or None if the alias is not native."""
     return _settings.get(alias)
+
+
+def check_app(what: str) -> None:
+    """Raise ImproperlyConfigured, saying what to do, unless the app is installed and ready."""
+    if apps.apps_ready and not apps.is_installed("django_asyncdb"):
+        raise ImproperlyConfigured(
+            f"django_asyncdb is not in INSTALLED_APPS: add 'django_asyncdb' to "
+            f"INSTALLED_APPS to use {what}."
+        )
+    if not _loaded:
+        raise ImproperlyConfigured(
+            f"django_asyncdb is not set up yet, so {what} can't be used: call django.setup() "
+            "first (manage.py, runserver and get_asgi_application() do), with "
+            "'django_asyncdb' in INSTALLED_APPS."
+        )
+
+
+def why_not_native(alias: str) -> str:
+    """Why an alias is not native, as the first sentence of an error message."""
+    wrapper = connections[alias]  # ConnectionDoesNotExist for an alias not in DATABASES
+    raw = wrapper.settings_dict.get("ASYNC")
+    if isinstance(raw, Mapping) and raw.get("ENABLED") is False:
+        return (
+            f"Database alias {alias!r} is not native: it is opted out "
+            f"(DATABASES[{alias!r}]['ASYNC']['ENABLED'] is False)."
+        )
+    if wrapper.vendor not in SUPPORTED_VENDORS:
+        return (
+            f"Database alias {alias!r} is not native: vendor {wrapper.vendor!r} has no native "
+            f"backend (supported: {', '.join(SUPPORTED_VENDORS)})."
+        )
+    return (
+        f"Database alias {alias!r} is not native: it was not in DATABASES when "
+        "django_asyncdb read its settings (at django.setup())."
+    )

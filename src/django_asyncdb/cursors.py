@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import ProgrammingError, connections
 
+from . import conf
 from . import connections as seam
 from .backends.base import Params, Result, Row
 
@@ -79,8 +80,11 @@ class AsyncCursor(_Buffered):
     async def execute(self, sql: str, params: Params = None) -> AsyncCursor:
         """Run one statement; ``%s`` placeholders as in Django's ``cursor.execute``."""
         if not seam.is_native(self.alias):
+            conf.check_app("django_asyncdb.cursor()")
             raise ProgrammingError(
-                f"Database alias {self.alias!r} is not native; use Django's connection.cursor()."
+                f"{conf.why_not_native(self.alias)} django_asyncdb.cursor() runs on native "
+                f"aliases only; for this one use Django's connections[{self.alias!r}].cursor() "
+                "(through sync_to_async in async code)."
             )
         await seam.prepare(self.alias)
         self._keep(await seam.run(self.alias, sql, params))

@@ -12,7 +12,7 @@ clauses keep working::
         RelationNotLoaded       an unloaded relation was read in async code
         SyncCallInAsyncContext  a sync ORM/transaction call was made in async code
 
-Driver exceptions (psycopg, sqlite3 via aiosqlite) become Django's own
+Driver exceptions (psycopg, sqlite3 via aiosqlite, asyncmy) become Django's own
 ``django.db`` exceptions through :func:`translate`, chained with ``from``.
 """
 
@@ -65,7 +65,7 @@ class PoolClosed(OperationalError):
 
 
 class NotSupportedYet(NotSupportedError):
-    """A Django feature that the native async path does not cover yet."""
+    """A Django feature the native async path does not cover yet; says what to use instead."""
 
 
 class RelationNotLoaded(SynchronousOnlyOperation):

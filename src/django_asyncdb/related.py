@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import router
-from django.db.models import Model
+from django.db.models import ForeignObjectRel, Model
 from django.db.models.fields.related_descriptors import (
     ForwardManyToOneDescriptor,
+    ReverseManyToOneDescriptor,
     ReverseOneToOneDescriptor,
 )
 
-from . import bridge
+from . import bridge, conf
+from . import connections as seam
 from .errors import RelationNotLoaded
 from .query import sync_io_forbidden
 
@@ -35,7 +39,9 @@ def _not_loaded(instance: Model, name: str) -> RelationNotLoaded:
 def forward_get_object(self: ForwardManyToOneDescriptor, instance: Model) -> Any:
     """ForwardManyToOneDescriptor.get_object: refused in the event loop."""
     if sync_io_forbidden():
-        raise _not_loaded(instance, self.field.name)
+        # Django calls get_object() while it handles its field cache's KeyError: without
+        # "from None" the traceback would show that KeyError first.
+        raise _not_loaded(instance, self.field.name) from None
     return _original_get_object(self, instance)
 
 
@@ -54,19 +60,75 @@ def reverse_one_to_one_get(
 
 
 async def aget_related(instance: Model, name: str) -> Any:
-    """Fetch a forward FK, one-to-one or reverse one-to-one natively and cache it.
+    """Fetch a forward FK, one-to-one, reverse one-to-one or generic FK and cache it.
 
     Returns what ``getattr(instance, name)`` returns in sync code, raising the same
     ``RelatedObjectDoesNotExist`` where Django does. For many-valued relations use
-    ``await instance.<name>.all()`` or ``async for``.
+    ``async for`` over ``instance.<name>.all()``. On a database that is not native it
+    runs Django's sync code in a thread, as Django's own async methods do.
     """
-    descriptor = getattr(type(instance), name, None)
-    if not isinstance(descriptor, ForwardManyToOneDescriptor | ReverseOneToOneDescriptor):
-        raise TypeError(
-            f"{type(instance).__name__}.{name} is not a single-valued relation; for a "
-            f"many-valued one use 'await obj.{name}.all()' or 'async for'."
+    descriptor: Any = getattr(type(instance), name, None)
+    if not _single_valued(descriptor):
+        raise _not_single_valued(instance, name, descriptor)
+    get = functools.partial(descriptor.__get__, instance, type(instance))
+    if seam.is_native(_read_alias(descriptor, instance)):
+        return await bridge.run(get)
+    conf.check_app("django_asyncdb.aget_related()")
+    return await sync_to_async(get)()
+
+
+def _generic_foreign_key(descriptor: Any) -> bool:
+    # Only a model using contenttypes can have one, and that model imported the module.
+    fields = sys.modules.get("django.contrib.contenttypes.fields")
+    return fields is not None and isinstance(descriptor, fields.GenericForeignKey)
+
+
+def _single_valued(descriptor: Any) -> bool:
+    return isinstance(
+        descriptor, ForwardManyToOneDescriptor | ReverseOneToOneDescriptor
+    ) or _generic_foreign_key(descriptor)
+
+
+def _read_alias(descriptor: Any, instance: Model) -> str:
+    """The database Django's descriptor reads the relation from (its queryset's ``db``)."""
+    if isinstance(descriptor, ForwardManyToOneDescriptor):
+        model = descriptor.field.remote_field.model
+    elif isinstance(descriptor, ReverseOneToOneDescriptor):
+        model = descriptor.related.related_model
+    else:  # a generic foreign key reads from the instance's database
+        if instance._state.db is not None:
+            return instance._state.db
+        model = type(instance)
+    alias: str = router.db_for_read(model, instance=instance)
+    return alias
+
+
+def _not_single_valued(instance: Model, name: str, descriptor: Any) -> Exception:
+    model = type(instance).__name__
+    if isinstance(descriptor, ReverseManyToOneDescriptor):
+        return TypeError(
+            f"{model}.{name} is many-valued: use 'async for item in obj.{name}.all()', or its "
+            "a-methods (acount(), afirst(), ...); aget_related() fetches a single object."
         )
-    return await bridge.run(descriptor.__get__, instance, type(instance))
+    names = ", ".join(_single_valued_names(type(instance))) or "none"
+    if descriptor is None:
+        return AttributeError(
+            f"{model} has no relation {name!r}; its single-valued relations: {names}."
+        )
+    return TypeError(
+        f"{model}.{name} is not a relation; aget_related() fetches a single-valued relation "
+        f"of {model}: {names}."
+    )
+
+
+def _single_valued_names(model: type[Model]) -> list[str]:
+    names = []
+    for field in model._meta.get_fields():
+        if field.many_to_one or field.one_to_one:
+            name = field.get_accessor_name() if isinstance(field, ForeignObjectRel) else field.name
+            if name:
+                names.append(name)
+    return names
 
 
 # Related managers --------------------------------------------------------------------
