@@ -76,6 +76,49 @@ class SyncCallInAsyncContext(SynchronousOnlyOperation):
     """A blocking ORM or transaction call was made from the event loop."""
 
 
+# Django's sync ORM methods with an async twin, by the name of the method doing I/O.
+_TWINS = {
+    "aggregate": "aaggregate()",
+    "bulk_create": "abulk_create()",
+    "bulk_update": "abulk_update()",
+    "contains": "acontains()",
+    "count": "acount()",
+    "create": "acreate()",
+    "delete": "adelete()",
+    "earliest": "aearliest()",
+    "exists": "aexists()",
+    "explain": "aexplain()",
+    "first": "afirst()",
+    "get": "aget()",
+    "get_or_create": "aget_or_create()",
+    "in_bulk": "ain_bulk()",
+    "iterator": "aiterator() ('async for')",
+    "last": "alast()",
+    "latest": "alatest()",
+    "refresh_from_db": "arefresh_from_db()",
+    "save": "asave()",
+    "update": "aupdate()",
+    "update_or_create": "aupdate_or_create()",
+}
+
+
+def async_twin_hint() -> str:
+    """The async twin of the Django ORM method on the stack that made a sync call
+    from the event loop, as a sentence ('' when none is found)."""
+    import sys
+
+    frame = sys._getframe(1)
+    found = None
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _TWINS and "django" in code.co_filename.replace("\\", "/").split("/"):
+            found = code.co_name  # keep going: the outermost Django method is the user's call
+        frame = frame.f_back  # type: ignore[assignment]
+    if found is None:
+        return ""
+    return f" In async code, call {_TWINS[found]} instead of {found}()."
+
+
 def translate(exc: BaseException, driver: ModuleType) -> Error | None:
     """Return the Django exception for a driver exception, or None if it is not one."""
     if isinstance(exc, Error):

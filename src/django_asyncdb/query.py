@@ -31,7 +31,7 @@ from django.db.models.sql.query import Query
 from . import bridge, shapes
 from . import connections as seam
 from .backends.base import Row
-from .errors import SyncCallInAsyncContext
+from .errors import SyncCallInAsyncContext, async_twin_hint
 
 __all__ = ["afetch_all", "aprefetch_related_objects"]
 
@@ -73,9 +73,9 @@ def fetch_all(self: QuerySet[Any]) -> None:
             self._result_cache = bridge.await_(_fetch_objects(self))
         elif sync_io_forbidden() and seam.is_native(self.db):
             raise SyncCallInAsyncContext(
-                f"A {self.model.__name__} queryset was evaluated synchronously in async code. "
-                "Use 'async for obj in qs', 'await qs', or the a-methods (aget, afirst, "
-                "acount, ...); for a relation, select_related() or prefetch_related()."
+                f"A queryset of {self.model.__name__} was evaluated synchronously in async "
+                f"code.{async_twin_hint()} Use 'async for obj in qs' or the a-methods (aget, "
+                "afirst, acount, ...); for a relation, select_related() or prefetch_related()."
             )
     _original_fetch_all(self)  # with the cache filled, only prefetch_related work remains
 

@@ -17,13 +17,14 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, Error, OperationalError, connections
+from django.db import transaction as django_transaction
 from django.db.transaction import Atomic, TransactionManagementError
 
 from . import bridge, testing
 from . import connections as seam
 from .backends.base import Connection
 from .connections import Level
-from .errors import SyncCallInAsyncContext
+from .errors import SyncCallInAsyncContext, async_twin_hint
 from .pool import Pool
 
 __all__ = [
@@ -300,8 +301,11 @@ def atomic_enter(self: Atomic) -> None:
         if bridge.in_bridge():
             bridge.await_(atomic_aenter(self))
             return
+        hint = async_twin_hint()  # Django's own delete()/bulk_create() open a block
         raise SyncCallInAsyncContext(
-            "'with transaction.atomic()' blocks the event loop; in async code use "
+            hint.strip()
+            if hint
+            else "'with transaction.atomic()' blocks the event loop; in async code use "
             "'async with transaction.atomic()' (django_asyncdb)."
         )
     parent = seam.thread_level(alias)
@@ -337,6 +341,10 @@ def _level_for_savepoints(using: str | None) -> Level | None:
 
 async def asavepoint(using: str | None = None) -> str | None:
     """Async twin of ``transaction.savepoint()``: None outside a transaction, as Django."""
+    if not seam.is_native(using or DEFAULT_DB_ALIAS):  # Django's, in the block's thread
+        # Django 6.1 renamed savepoint() to savepoint_create() (the old name warns).
+        create = getattr(django_transaction, "savepoint_create", None)
+        return await sync_to_async(create or django_transaction.savepoint)(using)
     level = _level_for_savepoints(using)
     if level is None:
         return None
@@ -351,11 +359,17 @@ asavepoint_create = asavepoint
 
 async def asavepoint_commit(sid: str | None, using: str | None = None) -> None:
     """Async twin of ``transaction.savepoint_commit(sid)``."""
+    if not seam.is_native(using or DEFAULT_DB_ALIAS):
+        await sync_to_async(django_transaction.savepoint_commit)(sid, using)
+        return
     await _on_savepoint(using, sid, Transaction.savepoint_commit)
 
 
 async def asavepoint_rollback(sid: str | None, using: str | None = None) -> None:
     """Async twin of ``transaction.savepoint_rollback(sid)``."""
+    if not seam.is_native(using or DEFAULT_DB_ALIAS):
+        await sync_to_async(django_transaction.savepoint_rollback)(sid, using)
+        return
     await _on_savepoint(using, sid, Transaction.savepoint_rollback)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from . import bridge
 from . import connections as seam
 from .cursors import BridgeCursor
-from .errors import SyncCallInAsyncContext
+from .errors import SyncCallInAsyncContext, async_twin_hint
 
 logger = logging.getLogger("django.db.backends.base")
 
@@ -146,6 +147,18 @@ def cursor(self: BaseDatabaseWrapper) -> Any:
     cursors run their statements natively."""
     if bridge.serves(self.alias):
         return self._prepare_cursor(BridgeCursor(self.alias))
+    if (
+        seam.in_event_loop()
+        and seam.is_native(self.alias)
+        and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    ):
+        # Django would say "use a thread or sync_to_async"; the native way is the a-method.
+        raise SyncCallInAsyncContext(
+            "A database query was made synchronously in async code, where it would block "
+            f"the event loop.{async_twin_hint()} The async API runs natively: the "
+            "a-methods (aget, acreate, acount, aexists, aupdate, adelete, asave, ...), "
+            "'async for' over a queryset, and 'async with django_asyncdb.cursor()' for raw SQL."
+        )
     return _original_cursor(self)
 
 
