@@ -61,3 +61,19 @@ def test_manual_savepoints_on_an_opted_out_alias_roll_back(schema):
         return await names("default")
 
     assert arun(main) == ["kept"]
+
+
+def test_an_unloaded_generic_foreign_key_is_not_a_hidden_query(alias):
+    from django_asyncdb import RelationNotLoaded, aget_related
+    from testapp.models import Comment
+
+    async def main():
+        comment = await Comment.objects.using(alias).aget(pk=1)
+        with pytest.raises(RelationNotLoaded, match=r"prefetch_related\('target'\)"):
+            comment.target  # noqa: B018
+        fetched = await aget_related(comment, "target")
+        assert comment.target is fetched  # cached now
+        prefetched = await Comment.objects.using(alias).prefetch_related("target").aget(pk=1)
+        return type(fetched).__name__, prefetched.target == fetched
+
+    assert arun(main) == ("Book", True)

@@ -167,3 +167,5 @@ def _patch_generic_relations(patches: list[tuple[Any, str, Any]]) -> None:
     patches.append(
         (fields, "create_generic_related_manager", related.native_manager_factory(factory))
     )
+    get = fields.GenericForeignKey.__get__
+    patches.append((fields.GenericForeignKey, "__get__", related.generic_foreign_key_get_of(get)))

@@ -59,6 +59,23 @@ def reverse_one_to_one_get(
     return _original_reverse_get(self, instance, cls)
 
 
+def generic_foreign_key_get_of(original: Callable[..., Any]) -> Callable[..., Any]:
+    """GenericForeignKey.__get__: an uncached target is refused in the event loop."""
+
+    def get(self: Any, instance: Model | None, cls: Any = None) -> Any:
+        if (
+            instance is not None
+            and not self.is_cached(instance)
+            and getattr(instance, self.model._meta.get_field(self.ct_field).attname, None)
+            is not None
+            and sync_io_forbidden()
+        ):
+            raise _not_loaded(instance, self.name)
+        return original(self, instance, cls)
+
+    return get
+
+
 async def aget_related(instance: Model, name: str) -> Any:
     """Fetch a forward FK, one-to-one, reverse one-to-one or generic FK and cache it.
 
