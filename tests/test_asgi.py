@@ -54,14 +54,25 @@ class Response:
         return json.loads(self.body)
 
 
-async def call(app, method, path, *, body=b"", cookies=None, headers=()):
+async def call(
+    app,
+    method,
+    path,
+    *,
+    body=b"",
+    cookies=None,
+    headers=(),
+    content_type=b"application/x-www-form-urlencoded",
+):
     """One HTTP request through the ASGI application ``app``."""
     path, _, query = path.partition("?")
     raw = [(b"host", b"testserver"), *headers]
     if cookies:
         raw.append((b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode()))
     if body:
-        raw.append((b"content-type", b"application/x-www-form-urlencoded"))
+        raw.append((b"content-type", content_type))
+        # As clients send it: DRF reads no body without it.
+        raw.append((b"content-length", str(len(body)).encode()))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
