@@ -45,6 +45,11 @@ def _patches() -> list[tuple[Any, str, Any]]:
         # Django's sync code inside the bridge: cursors, transactions, signals.
         (BaseDatabaseWrapper, "cursor", wrapper.cursor),
         (BaseDatabaseWrapper, "ensure_connection", wrapper.ensure_connection),
+        (
+            BaseDatabaseWrapper,
+            "close_if_unusable_or_obsolete",
+            wrapper.close_if_unusable_or_obsolete,
+        ),
         (BaseDatabaseWrapper, "get_autocommit", wrapper.get_autocommit),
         (BaseDatabaseWrapper, "on_commit", wrapper.on_commit),
         (BaseDatabaseWrapper, "get_rollback", wrapper.get_rollback),

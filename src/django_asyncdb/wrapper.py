@@ -32,6 +32,7 @@ _original_savepoint_rollback = BaseDatabaseWrapper.savepoint_rollback
 _original_get_autocommit = BaseDatabaseWrapper.get_autocommit
 _original_ensure_connection = BaseDatabaseWrapper.ensure_connection
 _original_cursor = BaseDatabaseWrapper.cursor
+_original_close_if_unusable = BaseDatabaseWrapper.close_if_unusable_or_obsolete
 
 # Async callbacks run outside any transaction are tasks; keep them referenced.
 _background: set[asyncio.Task[Any]] = set()
@@ -140,6 +141,15 @@ def ensure_connection(self: BaseDatabaseWrapper) -> None:
     if seam.thread_level(self.alias) is not None:
         return
     _original_ensure_connection(self)
+
+
+def close_if_unusable_or_obsolete(self: BaseDatabaseWrapper) -> None:
+    """``close_old_connections()`` (Channels runs it before each handler) in a worker
+    thread that joined an async block: the thread's own sync connection is not in play
+    there (its statements go to the block), so it is left for the next hop outside."""
+    if seam.thread_level(self.alias) is not None:
+        return
+    _original_close_if_unusable(self)
 
 
 def cursor(self: BaseDatabaseWrapper) -> Any:
