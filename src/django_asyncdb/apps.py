@@ -12,7 +12,7 @@ class AsyncDBConfig(AppConfig):
     verbose_name = "Native async database layer"
 
     def ready(self) -> None:
-        """Validate ``DATABASES[alias]['ASYNC']`` and rebind Django's async entry points."""
+        """Validate the settings and rebind Django's async entry points."""
         from django.test.signals import setting_changed
 
         from . import conf, patch
@@ -20,4 +20,6 @@ class AsyncDBConfig(AppConfig):
 
         conf.load()
         patch.install()
+        patch.set_awaitable_querysets(conf.awaitable_querysets())
         setting_changed.connect(settings_changed, dispatch_uid="django_asyncdb")
+        setting_changed.connect(patch.setting_changed, dispatch_uid="django_asyncdb.await")

@@ -136,3 +136,17 @@ def _private_memory(settings_dict: Mapping[str, Any]) -> bool:
 def get(alias: str) -> AsyncSettings | None:
     """The settings of a native alias, or None if the alias is not native."""
     return _settings.get(alias)
+
+
+# Project-wide, not per alias: it decides whether the QuerySet class has ``__await__``.
+AWAITABLE_QUERYSETS = "ASYNCDB_AWAITABLE_QUERYSETS"
+
+
+def awaitable_querysets() -> bool:
+    """Whether ``settings.ASYNCDB_AWAITABLE_QUERYSETS`` asks for ``await qs`` (default False)."""
+    from django.conf import settings
+
+    value = getattr(settings, AWAITABLE_QUERYSETS, False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{AWAITABLE_QUERYSETS} must be True or False, not {value!r}.")
+    return value
