@@ -57,8 +57,8 @@ def setup() -> None:
 
 
 async def main() -> None:
-    print("1. await a queryset (evaluates natively, returns a list)")
-    cheap = await Book.objects.filter(price__lt=10).order_by("price")
+    print("1. a queryset as a list: one native query (an async comprehension)")
+    cheap = [book async for book in Book.objects.filter(price__lt=10).order_by("price")]
     print("   ", [f"{b.title} ${b.price}" for b in cheap])
 
     print("2. async for with select_related, and aggregate/annotate")

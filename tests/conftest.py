@@ -209,6 +209,15 @@ def thread_hops(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def awaitable_querysets():
+    """``await qs`` for one test: the opt-in ASYNCDB_AWAITABLE_QUERYSETS = True."""
+    from django.test import override_settings
+
+    with override_settings(ASYNCDB_AWAITABLE_QUERYSETS=True):
+        yield
+
+
 def arun(coro_fn, *args, **kwargs):
     """Run a coroutine function on a fresh event loop and close the pools after it."""
     from django_asyncdb import close_pools

@@ -1,9 +1,14 @@
-"""Helpers shared by the write-side tests: raw SQL through the package's cursor API."""
+"""Helpers shared by the tests: raw SQL through the package's cursor API, list evaluation."""
 
 import django_asyncdb
 from testapp.models import Counter
 
 TABLE = Counter._meta.db_table
+
+
+async def alist(queryset):
+    """A queryset's results as a list, natively: Django's querysets are not awaitable."""
+    return [item async for item in queryset]
 
 
 async def insert(alias, name, value=0):
@@ -14,7 +19,7 @@ async def insert(alias, name, value=0):
 
 async def names(alias):
     """Counter names visible from the current context, sorted."""
-    return sorted(await Counter.objects.using(alias).values_list("name", flat=True))
+    return sorted(await alist(Counter.objects.using(alias).values_list("name", flat=True)))
 
 
 async def clear(alias):

@@ -15,6 +15,7 @@ from django_asyncdb import bridge, conf
 from django_asyncdb.backends import backend_for
 from django_asyncdb.cursors import BridgeCursor
 from django_asyncdb.pool import Pool
+from helpers import alist
 from test_read_differential import aoutcome, outcome
 from testapp.models import Counter, Tag
 
@@ -151,7 +152,9 @@ def test_select_for_update_options_as_django(schema, options):
 
     async def native():
         async with transaction.atomic(using=DB):
-            rows = await Counter.objects.using(DB).select_for_update(**options).filter(name="sfu")
+            rows = await alist(
+                Counter.objects.using(DB).select_for_update(**options).filter(name="sfu")
+            )
             return [c.value for c in rows]
 
     expected = outcome(sync_side)
@@ -171,7 +174,7 @@ def test_row_lock_of_a_native_transaction_blocks_others(schema):
 
         async def holder():
             async with transaction.atomic(using=DB):
-                await Counter.objects.using(DB).select_for_update().filter(name="locked-row")
+                await alist(Counter.objects.using(DB).select_for_update().filter(name="locked-row"))
                 locked.set()
                 await release.wait()
 
@@ -179,7 +182,7 @@ def test_row_lock_of_a_native_transaction_blocks_others(schema):
         await locked.wait()
         try:
             async with transaction.atomic(using=DB):
-                await (
+                await alist(
                     Counter.objects.using(DB)
                     .select_for_update(nowait=True)
                     .filter(name="locked-row")
@@ -190,10 +193,8 @@ def test_row_lock_of_a_native_transaction_blocks_others(schema):
         release.set()
         await task
         async with transaction.atomic(using=DB):
-            after = (
-                await Counter.objects.using(DB)
-                .select_for_update(nowait=True)
-                .filter(name="locked-row")
+            after = await alist(
+                Counter.objects.using(DB).select_for_update(nowait=True).filter(name="locked-row")
             )
         return blocked, len(after)
 
@@ -243,20 +244,12 @@ WRONG_COUNTS = {
 # The same statement through Django's sync side, and natively.
 COUNT_PATHS = {
     "cursor": (django_cursor_execute, fetch),
-    "raw": (
-        lambda sql, params: list(Counter.objects.using(DB).raw(sql, params)),
-        lambda sql, params: Counter.objects.using(DB).raw(sql, params),  # awaited
-    ),
     "raw_aiter": (
         lambda sql, params: list(Counter.objects.using(DB).raw(sql, params)),
         lambda sql, params: alist(Counter.objects.using(DB).raw(sql, params)),
     ),
     "bridge": (django_cursor_execute, in_bridge),
 }
-
-
-async def alist(iterable):
-    return [item async for item in iterable]
 
 
 @pytest.mark.parametrize("path", sorted(COUNT_PATHS))
@@ -278,7 +271,7 @@ TARGET = "unencodable-target"  # the row the update would rename
 SURROGATE_OPERATIONS = {
     "filter": (
         lambda: list(counters().filter(name=SURROGATE)),
-        lambda: counters().filter(name=SURROGATE),  # awaited
+        lambda: alist(counters().filter(name=SURROGATE)),
     ),
     "aiterator": (
         lambda: list(counters().filter(name=SURROGATE).iterator()),
@@ -311,7 +304,7 @@ SURROGATE_OPERATIONS = {
     ),
     "raw": (
         lambda: list(Counter.objects.using(DB).raw(BY_NAME, [SURROGATE])),
-        lambda: Counter.objects.using(DB).raw(BY_NAME, [SURROGATE]),
+        lambda: alist(Counter.objects.using(DB).raw(BY_NAME, [SURROGATE])),
     ),
     "bridge": (
         lambda: django_cursor_execute(BY_NAME, [SURROGATE]),

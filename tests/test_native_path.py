@@ -15,7 +15,7 @@ from testapp.models import Author, Book, Place
 async def exercise(alias):
     books = Book.objects.using(alias)
     authors = Author.objects.using(alias)
-    await books.filter(pages__gt=200)
+    [b async for b in books.filter(pages__gt=200)]
     [b async for b in books.select_related("author", "publisher")]
     [b async for b in books.values("title").aiterator(chunk_size=7)]
     await authors.aget(pk=1)
@@ -29,7 +29,7 @@ async def exercise(alias):
     await authors.aaggregate(Sum("age"), n=Count("id"))
     await authors.ain_bulk([1, 2, 3])
     await books.aexplain()
-    await authors.annotate(n=Count("books")).values_list("name", "n")
+    [row async for row in authors.annotate(n=Count("books")).values_list("name", "n")]
     [p async for p in Place.objects.using(alias).raw("SELECT * FROM testapp_place")]
     await django_asyncdb.aget_related(await books.aget(pk=1), "author")
     await asyncio.gather(*(authors.filter(pk=i).afirst() for i in range(1, 6)))
@@ -65,7 +65,7 @@ def test_opted_out_alias_keeps_djangos_behaviour(thread_hops, schema):
     async def main():
         author = await Author.objects.using("optout").aget(pk=1)
         count = await Author.objects.using("optout").acount()
-        listed = await Author.objects.using("optout").filter(pk__lte=3)
+        listed = [a async for a in Author.objects.using("optout").filter(pk__lte=3)]
         async with transaction.atomic(using="optout"):
             in_block = await Author.objects.using("optout").filter(pk=2).afirst()
         return author.pk, count, len(listed), in_block.pk

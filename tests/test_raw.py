@@ -39,10 +39,29 @@ def test_raw_matches_sync(alias, case, thread_hops):
 
     async def main():
         try:
-            by_for = [obj async for obj in build()]
-            by_await = await build()
-            assert snapshot(by_for) == snapshot(by_await)
-            return ("ok", snapshot(by_for))
+            return ("ok", snapshot([obj async for obj in build()]))
+        except Exception as exc:
+            return ("error", type(exc).__name__, str(exc))
+
+    assert arun(main) == expected
+    assert thread_hops == []
+
+
+@pytest.mark.parametrize("case", sorted(RAW))
+def test_opted_in_await_of_raw_matches_sync(alias, case, thread_hops, awaitable_querysets):
+    model, sql, params, translations = RAW[case]
+
+    def build():
+        return model.objects.using(alias).raw(sql, params, translations=translations)
+
+    try:
+        expected = ("ok", snapshot(list(build())))
+    except Exception as exc:
+        expected = ("error", type(exc).__name__, str(exc))
+
+    async def main():
+        try:
+            return ("ok", snapshot(await build()))
         except Exception as exc:
             return ("error", type(exc).__name__, str(exc))
 

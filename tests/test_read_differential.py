@@ -245,7 +245,7 @@ def _sync(name, alias):
 
 
 @pytest.mark.parametrize("name", sorted(QUERYSETS))
-def test_await_matches_sync(alias, name, thread_hops):
+def test_opted_in_await_matches_sync(alias, name, thread_hops, awaitable_querysets):
     expected = _sync(name, alias)
 
     async def native():

@@ -80,7 +80,7 @@ def test_reverse_many_evaluated_synchronously_raises(alias):
             list(author.books.all())
         with pytest.raises(TypeError, match="many-valued"):
             await django_asyncdb.aget_related(author, "books")
-        return sorted(b.pk for b in await author.books.all())
+        return sorted([b.pk async for b in author.books.all()])
 
     expected = sorted(Author.objects.using(alias).get(pk=1).books.values_list("pk", flat=True))
     assert arun(main) == expected
@@ -100,7 +100,7 @@ def test_aprefetch_related_objects(alias, thread_hops):
     models.prefetch_related_objects(expected, "books__tags", "profile")
 
     async def main():
-        authors = await Author.objects.using(alias).filter(pk__lte=4).order_by("pk")
+        authors = [a async for a in Author.objects.using(alias).filter(pk__lte=4).order_by("pk")]
         await models.aprefetch_related_objects(authors, "books__tags", "profile")
         return authors
 
@@ -127,9 +127,9 @@ def test_reverse_manager_reads_natively(alias, thread_hops):
     async def main():
         author = await Author.objects.using(alias).aget(pk=2)
         by_for = [b.pk async for b in author.books.all()]
-        by_await = [b.pk for b in await author.books.filter(pages__gt=0)]
-        tags = await (await author.books.afirst()).tags.all()
-        return sorted(by_for), sorted(by_await), len(tags) >= 0
+        filtered = [b.pk async for b in author.books.filter(pages__gt=0)]
+        tags = [t async for t in (await author.books.afirst()).tags.all()]
+        return sorted(by_for), sorted(filtered), len(tags) >= 0
 
     expected = sorted(Book.objects.using(alias).filter(author_id=2).values_list("pk", flat=True))
     assert arun(main) == (expected, expected, True)

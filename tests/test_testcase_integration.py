@@ -46,7 +46,8 @@ class NativeQueriesInTestCase(TestCase):
                     1 / 0  # noqa: B018
             async with transaction.atomic(using=alias, durable=True):  # as in Django's tests
                 await Counter.objects.using(alias).acreate(name="kept")
-            names = sorted(await Counter.objects.using(alias).values_list("name", flat=True))
+            counters = Counter.objects.using(alias)
+            names = sorted([n async for n in counters.values_list("name", flat=True)])
             self.assertEqual(names, ["from setUpTestData", "kept"])
 
     async def test_e_assert_num_queries_counts_native_queries(self):

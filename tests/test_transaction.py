@@ -361,9 +361,10 @@ def test_select_for_update(alias):
         await insert(a, "locked", 1)
         if connections[a].features.has_select_for_update:  # as in Django: PostgreSQL only
             with pytest.raises(TransactionManagementError, match="outside of a transaction"):
-                await Counter.objects.using(a).select_for_update()
+                [c async for c in Counter.objects.using(a).select_for_update()]
         async with transaction.atomic(using=a):
-            rows = await Counter.objects.using(a).select_for_update().filter(name="locked")
+            locked = Counter.objects.using(a).select_for_update().filter(name="locked")
+            rows = [c async for c in locked]
             return [row.value for row in rows]
 
     assert run(alias, scenario) == [1]

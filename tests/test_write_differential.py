@@ -10,6 +10,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F, ProtectedError, RestrictedError, signals
 
 from conftest import REFERENCE, arun
+from helpers import alist
 from testapp.models import (
     Badge,
     Comment,
@@ -194,14 +195,14 @@ async def scenario(db):
     await ann.mentees.aadd(member)
     await bob.mentees.aclear()
     seen.append(sorted([p.name async for p in ann.mentees.all()]))
-    seen.append(sorted(await ann.labels.values_list("name", flat=True)))
+    seen.append(sorted([name async for name in ann.labels.values_list("name", flat=True)]))
     first = await red.comments.acreate(text="generic")
     second = await blue.comments.acreate(text="moved")
     await red.comments.aadd(second)
     await red.comments.aremove(first)
     comment, was_created = await blue.comments.aget_or_create(text="hello")
     seen.append((comment.text, was_created))
-    seen.append(sorted(await red.comments.values_list("text", flat=True)))
+    seen.append(sorted([text async for text in red.comments.values_list("text", flat=True)]))
     stamp = await Stamp.objects.using(db).acreate(label="db defaults")
     seen.append((stamp.code, stamp.kind))
     await Stamp.objects.using(db).abulk_create([Stamp(label="a"), Stamp(label="b", code=1)])
@@ -243,7 +244,9 @@ async def scenario(db):
     seen.append(await Team.objects.using(db).filter(name="yellow").adelete())
     seen.append(await Note.objects.using(db).filter(team=blue).adelete())
     seen.append(await blue.adelete())
-    seen.append({m.__name__: await m.objects.using(db).order_by("pk").values() for m in TRACKED})
+    seen.append(
+        {m.__name__: await alist(m.objects.using(db).order_by("pk").values()) for m in TRACKED}
+    )
     seen.append(await red.adelete())
     return seen
 

@@ -23,7 +23,7 @@ def run(coro):
 
 
 async def native_names(alias):
-    return sorted(await Counter.objects.using(alias).values_list("name", flat=True))
+    return sorted([n async for n in Counter.objects.using(alias).values_list("name", flat=True)])
 
 
 @pytest.mark.django_db(databases=ALIASES)

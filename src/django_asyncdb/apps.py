@@ -12,12 +12,17 @@ class AsyncDBConfig(AppConfig):
     verbose_name = "Native async database layer"
 
     def ready(self) -> None:
-        """Validate ``DATABASES[alias]['ASYNC']`` and rebind Django's async entry points."""
+        """Validate the settings, rebind Django's async entry points, register the checks."""
+        from django.core import checks
         from django.test.signals import setting_changed
 
         from . import conf, patch
+        from .checks import check_awaitable_querysets
         from .connections import settings_changed
 
         conf.load()
         patch.install()
+        patch.set_awaitable_querysets(conf.awaitable_querysets())
         setting_changed.connect(settings_changed, dispatch_uid="django_asyncdb")
+        setting_changed.connect(patch.setting_changed, dispatch_uid="django_asyncdb.await")
+        checks.register(check_awaitable_querysets, checks.Tags.compatibility)

@@ -197,3 +197,17 @@ def why_not_native(alias: str) -> str:
         f"Database alias {alias!r} is not native: it was not in DATABASES when "
         "django_asyncdb read its settings (at django.setup())."
     )
+
+
+# Project-wide, not per alias: it decides whether the QuerySet class has ``__await__``.
+AWAITABLE_QUERYSETS = "ASYNCDB_AWAITABLE_QUERYSETS"
+
+
+def awaitable_querysets() -> bool:
+    """Whether ``settings.ASYNCDB_AWAITABLE_QUERYSETS`` asks for ``await qs`` (default False)."""
+    from django.conf import settings
+
+    value = getattr(settings, AWAITABLE_QUERYSETS, False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{AWAITABLE_QUERYSETS} must be True or False, not {value!r}.")
+    return value

@@ -66,7 +66,8 @@ async def warm(alias: str) -> None:
 
     _loading.add(alias)
     try:
-        content_types: list[Any] = await ContentType.objects.db_manager(alias).all()
+        # async for, not await: querysets are awaitable only by opt-in.
+        content_types: list[Any] = [ct async for ct in ContentType.objects.db_manager(alias).all()]
     except DatabaseError:  # not migrated (yet), or kept on another database
         logger.debug("content types of %r not loaded", alias, exc_info=True)
         _settled.add(alias)

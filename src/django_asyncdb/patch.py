@@ -3,11 +3,15 @@
 ``install()`` runs from ``AppConfig.ready()``. A test checks ``_patches()`` against the
 installed Django, so an upgrade that moves one of these fails loudly instead of
 silently falling back to threads.
+
+``AWAITABLE_PATCHES`` are the exception: they change how a queryset looks to other code
+(``inspect.isawaitable``), so they are installed only while the project's settings ask
+for them (``ASYNCDB_AWAITABLE_QUERYSETS = True``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -27,18 +31,16 @@ from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
 
-from . import hooks, models, query, related, signals, testing, transaction, wrapper
+from . import conf, hooks, models, query, related, signals, testing, transaction, wrapper
 
 
 def _patches() -> list[tuple[Any, str, Any]]:
     patches: list[tuple[Any, str, Any]] = [
         # Reads.
         (QuerySet, "__aiter__", query.queryset_aiter),
-        (QuerySet, "__await__", query.queryset_await),
         (QuerySet, "aiterator", query.aiterator),
         (QuerySet, "_fetch_all", query.fetch_all),
         (RawQuerySet, "__aiter__", query.raw_aiter),
-        (RawQuerySet, "__await__", query.raw_await),
         (Query, "get_compiler", query.get_compiler),
         (django_query, "aprefetch_related_objects", query.aprefetch_related_objects),
         (django_models, "aprefetch_related_objects", query.aprefetch_related_objects),
@@ -108,7 +110,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
 
 
 # Attributes that exist only after install (new API, or instance attributes made
-# properties), not replacements of existing class attributes.
+# properties), or while the setting asks for them (AWAITABLE_PATCHES), not replacements
+# of existing class attributes.
 NEW_ATTRIBUTES = {
     (QuerySet, "__await__"),
     (RawQuerySet, "__await__"),
@@ -123,6 +126,14 @@ ASYNC_TRANSACTION_FUNCTIONS = (
     "asavepoint_commit",
     "asavepoint_create",
     "asavepoint_rollback",
+)
+
+# ``await qs``, opt-in: libraries that choose a code path by ``inspect.isawaitable(value)``
+# (GraphQL resolvers, graphql-core's ``is_awaitable``) would otherwise evaluate every
+# queryset early, or await it from sync code. Django's querysets are not awaitable.
+AWAITABLE_PATCHES = (
+    (QuerySet, "__await__", query.queryset_await),
+    (RawQuerySet, "__await__", query.raw_await),
 )
 
 _installed: list[tuple[Any, str, Any]] = []
@@ -141,6 +152,35 @@ def install() -> None:
     for name in ASYNC_TRANSACTION_FUNCTIONS:
         setattr(django_transaction, name, getattr(transaction, name))
     _installed.extend(patches)
+
+
+def set_awaitable_querysets(enabled: bool) -> None:
+    """Give QuerySet and RawQuerySet ``__await__`` (opt-in), or leave them as Django's."""
+    for owner, name, replacement in AWAITABLE_PATCHES:
+        current = getattr(owner, name, None)
+        if current not in (None, replacement):
+            # Never shadow (or delete) an ``__await__`` a future Django might define.
+            raise RuntimeError(f"django_asyncdb: {owner.__qualname__}.{name} already exists")
+        if enabled:
+            setattr(owner, name, replacement)
+        elif current is not None:
+            delattr(owner, name)
+    # isinstance(qs, Awaitable), and so inspect.isawaitable, caches its answer per class;
+    # the cached answer would outlive the change.
+    _clear_abc_caches(Awaitable)
+
+
+def _clear_abc_caches(abc: type) -> None:
+    abc._abc_caches_clear()  # type: ignore[attr-defined]
+    subclasses: list[type] = type.__subclasses__(abc)
+    for subclass in subclasses:
+        _clear_abc_caches(subclass)
+
+
+def setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """Follow ``ASYNCDB_AWAITABLE_QUERYSETS`` when it changes (``override_settings``)."""
+    if setting == conf.AWAITABLE_QUERYSETS:
+        set_awaitable_querysets(conf.awaitable_querysets())
 
 
 def _backend_wrappers() -> list[type]:

@@ -74,8 +74,9 @@ def fetch_all(self: QuerySet[Any]) -> None:
         elif sync_io_forbidden() and seam.is_native(self.db):
             raise SyncCallInAsyncContext(
                 f"A queryset of {self.model.__name__} was evaluated synchronously in async "
-                f"code.{async_twin_hint()} Use 'async for obj in qs' or the a-methods (aget, "
-                "afirst, acount, ...); for a relation, select_related() or prefetch_related()."
+                f"code.{async_twin_hint()} Use 'async for obj in qs' ('[obj async for obj in "
+                "qs]' for a list) or the a-methods (aget, afirst, acount, ...); for a relation, "
+                "select_related() or prefetch_related()."
             )
     _original_fetch_all(self)  # with the cache filled, only prefetch_related work remains
 
