@@ -22,10 +22,12 @@ _original_send = Signal.send
 
 def send(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
     """Signal.send: in the bridge, await async receivers in the task; else Django's."""
-    if not bridge.in_bridge():
-        return _original_send(self, sender, **named)
+    # First, as Django's own send() does: most sends (pre_init/post_init, once per object
+    # read) have no receiver, and this wrapper must cost them nothing more.
     if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
         return []
+    if not bridge.in_bridge():
+        return _original_send(self, sender, **named)
     sync_receivers, async_receivers = self._live_receivers(sender)
     responses = [
         (receiver, receiver(signal=self, sender=sender, **named)) for receiver in sync_receivers
