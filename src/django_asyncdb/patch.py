@@ -212,5 +212,7 @@ def _patch_generic_relations(patches: list[tuple[Any, str, Any]]) -> None:
     patches.append(
         (fields, "create_generic_related_manager", related.native_manager_factory(factory))
     )
-    get = fields.GenericForeignKey.__get__
-    patches.append((fields.GenericForeignKey, "__get__", related.generic_foreign_key_get_of(get)))
+    # Django 6.1 moved the descriptor out of the field into GenericForeignKeyDescriptor.
+    descriptor = getattr(fields, "GenericForeignKeyDescriptor", fields.GenericForeignKey)
+    get = descriptor.__get__
+    patches.append((descriptor, "__get__", related.generic_foreign_key_get_of(get)))

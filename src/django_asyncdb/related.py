@@ -60,17 +60,18 @@ def reverse_one_to_one_get(
 
 
 def generic_foreign_key_get_of(original: Callable[..., Any]) -> Callable[..., Any]:
-    """GenericForeignKey.__get__: an uncached target is refused in the event loop."""
+    """A generic foreign key's ``__get__``: an uncached target is refused in the event loop."""
 
     def get(self: Any, instance: Model | None, cls: Any = None) -> Any:
+        field = getattr(self, "field", self)  # Django 6.1's descriptor, or the field itself
         if (
             instance is not None
-            and not self.is_cached(instance)
-            and getattr(instance, self.model._meta.get_field(self.ct_field).attname, None)
+            and not field.is_cached(instance)
+            and getattr(instance, field.model._meta.get_field(field.ct_field).attname, None)
             is not None
             and sync_io_forbidden()
         ):
-            raise _not_loaded(instance, self.name)
+            raise _not_loaded(instance, field.name)
         return original(self, instance, cls)
 
     return get
@@ -97,7 +98,11 @@ async def aget_related(instance: Model, name: str) -> Any:
 def _generic_foreign_key(descriptor: Any) -> bool:
     # Only a model using contenttypes can have one, and that model imported the module.
     fields = sys.modules.get("django.contrib.contenttypes.fields")
-    return fields is not None and isinstance(descriptor, fields.GenericForeignKey)
+    if fields is None:
+        return False
+    # Django 6.1 moved the descriptor out of the field into GenericForeignKeyDescriptor.
+    classes = (fields.GenericForeignKey, getattr(fields, "GenericForeignKeyDescriptor", ()))
+    return isinstance(descriptor, classes)
 
 
 def _single_valued(descriptor: Any) -> bool:

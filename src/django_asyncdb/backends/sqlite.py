@@ -13,7 +13,7 @@ import aiosqlite
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 
-from ..connections import in_event_loop
+from ..connections import in_event_loop, thread_level
 from . import base
 from .base import Params, Result, Row
 
@@ -48,7 +48,9 @@ def _features_with_limits(cls: type) -> type:
     read_sync = prop.fget
 
     def max_query_params(self: Any) -> Any:
-        if in_event_loop():
+        # The loop's thread, or a worker thread that joined an async block: no sync
+        # connection to ask there.
+        if in_event_loop() or thread_level(self.connection.alias) is not None:
             return self._asyncdb_max_query_params
         return read_sync(self)
 
