@@ -58,7 +58,8 @@ class Transaction:
         """Refuse statements after the block ended or once it must roll back (as Django)."""
         if level.closed:
             raise TransactionManagementError(
-                "This atomic block has ended; a task that outlived it can't use its connection."
+                "This atomic block has ended; a task that outlived it can't use its connection. "
+                "Await the tasks a block starts before it ends (asyncio.gather, a TaskGroup)."
             )
         if self.needs_rollback:
             raise TransactionManagementError(
