@@ -1,9 +1,11 @@
 """Benchmark suite: Django's sync ORM, Django's built-in async ORM, django_asyncdb,
 Tortoise ORM, SQLAlchemy 2's asyncio ORM and the raw driver, on the same tables and
 workloads. Each system runs in its own process, systems alternate over rounds, and
-medians are reported. Writes a markdown report and PNG charts to the results folder.
+medians are reported: wall operations per second and the client process's CPU time per
+operation. Writes a markdown report and PNG charts to the results folder.
 
     python -m benchmarks [--database postgresql sqlite mariadb] [--rounds 3] [--seconds 1]
+    python -m benchmarks --callgrind WORKLOAD [--database postgresql] [--systems ...]
 """
 
 from __future__ import annotations
@@ -22,9 +24,23 @@ from pathlib import Path
 from benchmarks import bench_app, machine
 from benchmarks.workloads import BY_KEY, WORKLOADS
 
-SYSTEMS = ["django-sync", "django-async", "django-asyncdb", "tortoise", "sqlalchemy", "raw-driver"]
+SYSTEMS = [
+    "django-sync",
+    "django-async",
+    "django-asyncdb",
+    "tortoise",
+    "sqlalchemy",
+    "raw-driver",
+    "raw-django",
+]
+ONLY_ON = {"raw-django": "postgresql"}  # systems that exist on one database only
 DRIVERS = {
-    "postgresql": {"tortoise": "asyncpg", "raw-driver": "psycopg", "sqlalchemy": "psycopg"},
+    "postgresql": {
+        "tortoise": "asyncpg",
+        "raw-driver": "psycopg",
+        "raw-django": "psycopg, Django's adapters",
+        "sqlalchemy": "psycopg",
+    },
     "sqlite": {"tortoise": "aiosqlite", "raw-driver": "aiosqlite", "sqlalchemy": "aiosqlite"},
     "mariadb": {"tortoise": "asyncmy", "raw-driver": "asyncmy", "sqlalchemy": "asyncmy"},
 }
@@ -72,12 +88,46 @@ def unavailable(database: str) -> str | None:
     return None
 
 
-def measure(system: str, database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+def measure(
+    system: str, database: str, seconds: float, keys: list[str]
+) -> dict[str, tuple[float, float]]:
+    """{workload: (ops/s, client CPU µs per op)} of one system, in its own process."""
     command = [sys.executable, "-m", "benchmarks.worker", system, database, str(seconds), *keys]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{system} on {database} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def instructions(system: str, database: str, key: str, ops: tuple[int, int]) -> float:
+    """Client instructions per operation of one workload, counted by callgrind: the
+    worker runs ``ops[0]`` and then ``ops[1]`` operations, and the difference of the two
+    totals over the difference of the counts leaves startup and warm-up out."""
+    import tempfile
+
+    totals = []
+    for count in ops:
+        with tempfile.TemporaryDirectory() as folder:
+            out = os.path.join(folder, "callgrind.out")
+            command = [
+                *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
+                *(sys.executable, "-m", "benchmarks.worker", "--ops", str(count)),
+                *(system, database, "1", key),
+            ]
+            # A fixed hash seed: the two runs differ in their op counts only.
+            env = {**os.environ, "PYTHONHASHSEED": "0"}
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            if done.returncode:
+                raise SystemExit(f"{system} on {database} under callgrind failed:\n{done.stderr}")
+            totals.append(_callgrind_total(Path(out).read_text()))
+    return (totals[1] - totals[0]) / (ops[1] - ops[0])
+
+
+def _callgrind_total(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise ValueError("no total in callgrind's output")
 
 
 def environment() -> dict[str, str]:
@@ -126,33 +176,53 @@ def _ratio(median: dict[tuple[str, str], float], key: str, other: str) -> str:
     return "" if not ours or not theirs else f"{ours / theirs:.2f}x"
 
 
-def table(database: str, median: dict[tuple[str, str], float], systems: list[str]) -> str:
+def _heads(database: str, systems: list[str]) -> list[str]:
     drivers = DRIVERS[database]
-    heads = [f"{s} ({drivers[s]})" if s in drivers else s for s in systems]
+    return [f"{s} ({drivers[s]})" if s in drivers else s for s in systems]
+
+
+def _cells(median: dict[tuple[str, str], float], systems: list[str], key: str) -> str:
+    values = [median.get((system, key)) for system in systems]
+    return " | ".join("n/a" if value is None else f"{value:,.0f}" for value in values)
+
+
+def table(database: str, median: dict[tuple[str, str], float], systems: list[str]) -> str:
+    """Wall operations per second, higher is better."""
     lines = [
-        "| workload | " + " | ".join(heads) + " | asyncdb / Django async | "
-        "asyncdb / Tortoise | asyncdb overhead over raw driver |",
+        "| workload | " + " | ".join(_heads(database, systems)) + " | asyncdb / Django async | "
+        "asyncdb / Django sync | asyncdb / Tortoise |",
         "|---|" + "---:|" * (len(systems) + 3),
     ]
     for workload in WORKLOADS:
         if not any((system, workload.key) in median for system in systems):
             continue  # not measured in this run
-        cells = []
-        for system in systems:
-            value = median.get((system, workload.key))
-            cells.append("n/a" if value is None else f"{value:,.0f}")
-        ours = median.get(("django-asyncdb", workload.key))
-        raw = median.get(("raw-driver", workload.key))
-        overhead = ""
-        if ours and raw:
-            # Per operation, in the caller's terms: wall time per op (for concurrent
-            # workloads, per op of the whole group of tasks).
-            overhead = f"{(1 / ours - 1 / raw) * 1e6:,.0f} µs/op"
         lines.append(
-            f"| {workload.label} | "
-            + " | ".join(cells)
+            f"| {workload.label} | {_cells(median, systems, workload.key)}"
             + f" | {_ratio(median, workload.key, 'django-async')}"
-            + f" | {_ratio(median, workload.key, 'tortoise')} | {overhead} |"
+            + f" | {_ratio(median, workload.key, 'django-sync')}"
+            + f" | {_ratio(median, workload.key, 'tortoise')} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_table(database: str, cpu: dict[tuple[str, str], float], systems: list[str]) -> str:
+    """Client CPU µs per operation, lower is better, with django_asyncdb's ratios to
+    Django's sync ORM and Tortoise and its overhead over the raw driver."""
+    raw = "raw-django" if "raw-django" in systems else "raw-driver"
+    lines = [
+        "| workload | " + " | ".join(_heads(database, systems)) + " | asyncdb / Django sync | "
+        f"asyncdb / Tortoise | asyncdb over {raw} |",
+        "|---|" + "---:|" * (len(systems) + 3),
+    ]
+    for workload in WORKLOADS:
+        if not any((system, workload.key) in cpu for system in systems):
+            continue
+        ours, base = cpu.get(("django-asyncdb", workload.key)), cpu.get((raw, workload.key))
+        over = "" if ours is None or base is None else f"{ours - base:+,.0f} µs"
+        lines.append(
+            f"| {workload.label} | {_cells(cpu, systems, workload.key)}"
+            + f" | {_ratio(cpu, workload.key, 'django-sync')}"
+            + f" | {_ratio(cpu, workload.key, 'tortoise')} | {over} |"
         )
     return "\n".join(lines)
 
@@ -226,6 +296,21 @@ def main() -> None:
         help="row counts of the aiterator memory check (none to skip)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--callgrind",
+        metavar="WORKLOAD",
+        choices=list(BY_KEY),
+        help="instead of the timed run: client instructions per operation of one workload "
+        "for each system, counted by valgrind's callgrind (minutes per system)",
+    )
+    parser.add_argument(
+        "--callgrind-ops",
+        type=int,
+        nargs=2,
+        default=(50, 250),
+        metavar=("FEW", "MORE"),
+        help="the two op counts whose difference is measured (default: 50 250)",
+    )
     args = parser.parse_args()
     if args.database is None:
         args.database = []
@@ -235,6 +320,9 @@ def main() -> None:
                 print(f"skipping {database}: {missing}", file=sys.stderr)
             else:
                 args.database.append(database)
+    if args.callgrind:
+        callgrind_report(args)
+        return
     args.results.mkdir(parents=True, exist_ok=True)
     env = environment()
     run_line = [
@@ -243,39 +331,55 @@ def main() -> None:
         f"{env['date']}; {env['machine']}; Python {env['python']}; "
         + ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("date", "machine", "python")),
         "",
-        f"Operations per second, median of {args.rounds} rounds of {args.seconds:g} s per "
-        "workload; each system in its own process, systems alternating within each round.",
+        f"Median of {args.rounds} rounds of {args.seconds:g} s per workload; each system in its "
+        "own process, systems alternating within each round. Django's sync ORM runs the "
+        "concurrent workloads on one thread per client.",
     ]
     for database in args.database:
         subprocess.run(
             [sys.executable, "-c", f"import benchmarks.__main__ as m; m.prepare({database!r})"],
             check=True,
         )
-        results: dict[tuple[str, str], list[float]] = {}
+        systems = [s for s in args.systems if ONLY_ON.get(s, database) == database]
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for round_number in range(args.rounds):
             # Rotate the order each round so no system always runs first or last.
-            shift = round_number % len(args.systems)
-            for system in args.systems[shift:] + args.systems[:shift]:
+            shift = round_number % len(systems)
+            for system in systems[shift:] + systems[:shift]:
                 measured = measure(system, database, args.seconds, args.workloads)
-                for key, ops in measured.items():
-                    results.setdefault((system, key), []).append(ops)
+                for key, figures in measured.items():
+                    results.setdefault((system, key), []).append(figures)
                 print(f"{database} round {round_number + 1}: {system} done", file=sys.stderr)
-        median = {key: statistics.median(values) for key, values in results.items()}
+        median = {k: statistics.median(v[0] for v in values) for k, values in results.items()}
+        cpu = {k: statistics.median(v[1] for v in values) for k, values in results.items()}
         (args.results / f"{database}.json").write_text(
-            json.dumps({f"{s}/{k}": v for (s, k), v in sorted(results.items())}, indent=1)
+            json.dumps(
+                {
+                    f"{s}/{k}": {"ops": [v[0] for v in values], "cpu_us": [v[1] for v in values]}
+                    for (s, k), values in sorted(results.items())
+                },
+                indent=1,
+            )
         )
         section = [
             f"## {server_version(database)}",
             "",
             *run_line,
             "",
-            table(database, median, args.systems),
+            "Wall operations per second (higher is better):",
+            "",
+            table(database, median, systems),
+            "",
+            "Client CPU per operation, µs of the benchmark process's CPU time (lower is better; "
+            "on SQLite the database engine runs in this process too):",
+            "",
+            cpu_table(database, cpu, systems),
             "",
             f"![{database}]({database}.png)",
         ]
         if args.memory_rows:
             section += ["", memory_report(database, args.memory_rows)]
-        chart(database, median, args.systems, args.results / f"{database}.png")
+        chart(database, median, systems, args.results / f"{database}.png")
         # One file per database, so a run of one database keeps the others' sections.
         (args.results / f"{database}.md").write_text("\n".join(section) + "\n")
         print("\n".join(section))
@@ -286,6 +390,26 @@ def main() -> None:
     ]
     (args.results / "README.md").write_text("# Benchmark results\n\n" + "\n".join(sections))
     print(f"\nwritten to {args.results}/", file=sys.stderr)
+
+
+def callgrind_report(args: argparse.Namespace) -> None:
+    """Print client instructions per operation of one workload for each system."""
+    few, more = args.callgrind_ops
+    print(
+        f"Client instructions per operation, {BY_KEY[args.callgrind].label} "
+        f"(callgrind, {more} ops minus {few} ops; python -m benchmarks --callgrind "
+        f"{args.callgrind}):"
+    )
+    for database in args.database:
+        subprocess.run(
+            [sys.executable, "-c", f"import benchmarks.__main__ as m; m.prepare({database!r})"],
+            check=True,
+        )
+        for system in args.systems:
+            if ONLY_ON.get(system, database) != database:
+                continue
+            count = instructions(system, database, args.callgrind, (few, more))
+            print(f"{database} {system}: {count:,.0f} instructions per op", flush=True)
 
 
 if __name__ == "__main__":

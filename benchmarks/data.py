@@ -14,7 +14,10 @@ ITEMS = 1000  # rows of the item table; "filter" workloads read half of them
 AUTHORS = 50
 TAGS = 10
 BOOKS = 500
+ACCOUNTS = 1000  # rows of the TPC-B-like workloads' account table
 TABLES = (
+    "bench_models_history",
+    "bench_models_account",
     "bench_models_book_tags",
     "bench_models_book",
     "bench_models_tag",
@@ -35,6 +38,7 @@ def _rows() -> dict[str, list[tuple[Any, ...]]]:
         "bench_models_book_tags": [
             (2 * i + k - 1, i, 1 + (i + 3 * k) % TAGS) for i in range(1, BOOKS + 1) for k in (0, 1)
         ],
+        "bench_models_account": [(i, 0) for i in range(1, ACCOUNTS + 1)],
     }
 
 

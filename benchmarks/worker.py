@@ -1,6 +1,10 @@
-"""Run one system over the workloads in this process; print {workload: ops/s} as JSON.
+"""Run one system over the workloads in this process; print {workload: [ops/s, CPU µs per
+op]} as JSON.
 
-python -m benchmarks.worker SYSTEM DATABASE SECONDS WORKLOAD...
+python -m benchmarks.worker [--ops N] SYSTEM DATABASE SECONDS WORKLOAD...
+
+``--ops N`` runs exactly N operations per workload instead of SECONDS (for instruction
+counts under callgrind).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from benchmarks import data
+from benchmarks import data, workloads
 
 # name -> (module, function, what it is)
 SYSTEMS: dict[str, tuple[str, str, str]] = {
@@ -24,6 +28,11 @@ SYSTEMS: dict[str, tuple[str, str, str]] = {
     "tortoise": ("tortoise_orm", "run", "Tortoise ORM"),
     "sqlalchemy": ("sqlalchemy_orm", "run", "SQLAlchemy 2 asyncio ORM"),
     "raw-driver": ("raw_driver", "run", "the driver alone, minimal pool"),
+    "raw-django": (
+        "raw_driver",
+        "run_django_adapters",
+        "the driver alone with Django's adapters and binding (PostgreSQL)",
+    ),
 }
 
 
@@ -33,7 +42,11 @@ def runner(system: str) -> Callable[[str, float, list[str]], dict[str, float]]:
 
 
 def main() -> None:
-    system, database, seconds, *keys = sys.argv[1:]
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["--ops"]:
+        workloads.OPS = int(arguments[1])
+        arguments = arguments[2:]
+    system, database, seconds, *keys = arguments
     run = runner(system)  # import first: a missing package fails before any work
     data.reset(database)
     print(json.dumps(run(database, float(seconds), keys)))

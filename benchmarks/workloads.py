@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ MANY = 500  # rows the "many rows" filters return (value <= MANY)
 BATCH = 100  # rows inserted one at a time inside one transaction
 BULK = 1000  # rows of one bulk insert
 TASKS = 50  # concurrent tasks of the concurrent workloads
+
+# Set by ``benchmarks.worker --ops N``: run exactly N operations per workload instead of
+# ``seconds`` (the instruction counts of ``python -m benchmarks --callgrind`` need it).
+OPS: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,18 @@ WORKLOADS = [
     Workload("update_all", "update all fields of an object"),
     Workload("update_one", "update one field of an object"),
     Workload("delete", "delete one row by pk"),
+    Workload("tpcb", "TPC-B-like transfer (2 rows locked, 2 updates, 1 insert)"),
+    Workload("tpcb_concurrent", f"TPC-B-like transfer, {TASKS} concurrent clients", TASKS),
+    Workload("api_request", "API request (get + select_related, page of 20, insert in atomic)"),
+    Workload("api_request_concurrent", f"API request, {TASKS} concurrent clients", TASKS),
 ]
 BY_KEY = {workload.key: workload for workload in WORKLOADS}
 
 Op = Callable[[int], Awaitable[Any]]
 SyncOp = Callable[[int], Any]
+
+
+Measured = tuple[float, float]  # (operations per second, client CPU µs per operation)
 
 
 class Exhausted(Exception):
@@ -75,6 +87,24 @@ def fields(n: int) -> dict[str, Any]:
         "price": Decimal(n % 1000) / 4,
         "created": data.CREATED,
     }
+
+
+def transfer(n: int) -> tuple[int, int, int]:
+    """The n-th TPC-B-like transfer: two distinct accounts (lower id first, so that
+    concurrent transfers lock rows in one order) and a signed amount."""
+    first = n % data.ACCOUNTS + 1
+    second = (n * 7919 + 17) % data.ACCOUNTS + 1
+    if second == first:
+        second = first % data.ACCOUNTS + 1
+    amount = n % 100 + 1
+    if first > second:
+        first, second, amount = second, first, -amount
+    return first, second, amount
+
+
+def api_page(n: int) -> int:
+    """The lower bound of the n-th API request's filtered page (``value > bound``)."""
+    return (n * PAGE) % (data.ITEMS - PAGE)
 
 
 def victims(database: str, seconds: float) -> list[int]:
@@ -109,20 +139,36 @@ def update_ops(obj: Any, save: Callable[[Any, bool], Any]) -> dict[str, Op]:
     return {"update_all": update_all, "update_one": update_one}
 
 
+def _budget(seconds: float) -> tuple[float, int]:
+    """(deadline, op limit) of a workload: ``seconds`` from now, or exactly ``OPS`` ops."""
+    if OPS is not None:
+        return float("inf"), OPS
+    return time.perf_counter() + seconds, 10**12
+
+
+def _result(done: int, start: float, cpu: float) -> Measured:
+    wall = time.perf_counter() - start
+    return done / wall, (time.process_time() - cpu) / max(done, 1) * 1e6
+
+
 async def drive(
     op: Op, concurrency: int, seconds: float, task_context: Callable[[], Any] | None = None
-) -> float:
+) -> Measured:
     """Call ``op(n)`` (n = 0, 1, 2, ...) from ``concurrency`` tasks for ``seconds``;
-    return ops per second. ``task_context`` makes the context each task runs in."""
-    counter = iter(range(10**12))
+    return ops per second and this process's CPU µs per op. ``task_context`` makes the
+    context each task runs in."""
+    deadline, limit = _budget(seconds)
+    counter = iter(range(limit))
     done = 0
-    deadline = time.perf_counter() + seconds
 
     async def run() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
+            n = next(counter, None)
+            if n is None:
+                return
             try:
-                await op(next(counter))
+                await op(n)
             except Exhausted:
                 return
             done += 1
@@ -134,20 +180,56 @@ async def drive(
             async with task_context():
                 await run()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(task() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
+    return _result(done, start, cpu)
 
 
-def drive_sync(op: SyncOp, seconds: float) -> float:
-    """The sync twin of :func:`drive` (one caller)."""
+def drive_sync(
+    op: SyncOp, concurrency: int, seconds: float, thread_end: Callable[[], Any] | None = None
+) -> Measured:
+    """The sync twin of :func:`drive`: one caller, or ``concurrency`` threads (each calls
+    ``thread_end`` when it stops, to close its connections)."""
+    deadline, limit = _budget(seconds)
+    counter = iter(range(limit))
+    lock = threading.Lock()
     done = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
+
+    def run() -> None:
+        nonlocal done
         try:
-            op(done)
-        except Exhausted:
-            break
-        done += 1
-    return done / (time.perf_counter() - start)
+            while time.perf_counter() < deadline:
+                with lock:
+                    n = next(counter, None)
+                if n is None:
+                    return
+                try:
+                    op(n)
+                except Exhausted:
+                    return
+                with lock:
+                    done += 1
+        finally:
+            if concurrency > 1 and thread_end is not None:
+                thread_end()
+
+    start, cpu = time.perf_counter(), time.process_time()
+    if concurrency == 1:
+        run()
+    else:
+        errors: list[BaseException] = []
+
+        def guarded() -> None:
+            try:
+                run()
+            except BaseException as exc:  # surfaced below, after every thread stopped
+                errors.append(exc)
+
+        threads = [threading.Thread(target=guarded) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+    return _result(done, start, cpu)

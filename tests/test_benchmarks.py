@@ -4,6 +4,8 @@ itself is how they are measured."""
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -18,6 +20,7 @@ def test_benchmark_command_on_sqlite(tmp_path):
     if missing and not os.environ.get("CI"):
         pytest.skip(f"install the [bench] extra ({', '.join(missing)} missing)")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["TMPDIR"] = str(tmp_path)  # the benchmark's SQLite file, apart from other runs'
     result = subprocess.run(
         [
             sys.executable,
@@ -32,7 +35,7 @@ def test_benchmark_command_on_sqlite(tmp_path):
             "--memory-rows",
             "3000",
             "--results",
-            str(tmp_path),
+            str(tmp_path / "results"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -41,11 +44,14 @@ def test_benchmark_command_on_sqlite(tmp_path):
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    report = (tmp_path / "README.md").read_text()
+    results = tmp_path / "results"
+    report = (results / "README.md").read_text()
     assert "| get by pk, 50 concurrent tasks |" in report
+    assert "| TPC-B-like transfer, 50 concurrent clients |" in report
+    assert "Client CPU per operation" in report
     assert "| 3,000 | 3,000 |" in report  # aiterator saw every row
-    assert (tmp_path / "sqlite.png").stat().st_size > 10_000
-    measured = json.loads((tmp_path / "sqlite.json").read_text())
+    assert (results / "sqlite.png").stat().st_size > 10_000
+    measured = json.loads((results / "sqlite.json").read_text())
     systems = {key.split("/")[0] for key in measured}
     assert systems == {
         "django-sync",
@@ -54,8 +60,49 @@ def test_benchmark_command_on_sqlite(tmp_path):
         "tortoise",
         "sqlalchemy",
         "raw-driver",
-    }
-    assert all(values[0] > 0 for values in measured.values()), measured
+    }  # raw-django is PostgreSQL's only
+    assert all(v["ops"][0] > 0 and v["cpu_us"][0] > 0 for v in measured.values()), measured
+    # Django's sync ORM runs the concurrent workloads on threads (one per client).
+    assert "django-sync/tpcb_concurrent" in measured
+    # The accounts' balances still sum to zero after every system's transfers.
+    connection = sqlite3.connect(tmp_path / "django_asyncdb_bench.sqlite3")
+    try:
+        assert connection.execute("SELECT sum(balance) FROM bench_models_account").fetchone() == (
+            0,
+        )
+    finally:
+        connection.close()
+
+
+def test_callgrind_instruction_counts():
+    """``--callgrind`` counts client instructions per op of one workload (PostgreSQL, where
+    the driver runs in the client's thread; the raw driver alone keeps it short)."""
+    if shutil.which("valgrind") is None and not os.environ.get("CI"):
+        pytest.skip("valgrind is not installed")
+    from benchmarks.__main__ import unavailable
+
+    missing = unavailable("postgresql")
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"PostgreSQL: {missing}")
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "--database", "postgresql"),
+            *("--systems", "raw-driver", "--callgrind", "get", "--callgrind-ops", "5", "25"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.splitlines()[-1]
+    assert line.startswith("postgresql raw-driver: "), result.stdout
+    count = int(line.split(": ")[1].split()[0].replace(",", ""))
+    # A get through psycopg's async path is some hundred thousand instructions; startup
+    # (millions) must have cancelled out.
+    assert 10_000 < count < 5_000_000, line
 
 
 def _importable(name):

@@ -24,3 +24,18 @@ class Book(models.Model):
     title = models.CharField(max_length=200)
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
     tags = models.ManyToManyField(Tag, related_name="books")
+
+
+class Account(models.Model):
+    """An account of the TPC-B-like workloads."""
+
+    balance = models.IntegerField()
+
+
+class History(models.Model):
+    """One TPC-B-like transfer."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    other = models.IntegerField()
+    amount = models.IntegerField()
+    created = models.DateTimeField()

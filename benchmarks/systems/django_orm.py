@@ -15,12 +15,15 @@ from benchmarks.workloads import (
     MANY,
     PAGE,
     Exhausted,
+    Measured,
+    api_page,
     delete_op,
     drive,
     drive_sync,
     fields,
     page_of_books,
     page_of_items,
+    transfer,
     update_ops,
     victims,
 )
@@ -33,9 +36,41 @@ def _models() -> tuple[Any, Any, Any]:
     return Item, Item.objects, page
 
 
-def run_django_sync(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
-    bench_app.configure(database, native=False)
+def _sync_ops() -> dict[str, Any]:
+    """The TPC-B-like transfer and the API request in Django's sync ORM (the very code the
+    built-in async ORM runs in a thread, as Django has no async transaction)."""
+    from bench_models.models import Account, Book, History, Item
     from django.db import transaction
+
+    def tpcb(n: int) -> None:
+        first, second, amount = transfer(n)
+        with transaction.atomic():
+            low, high = (
+                Account.objects.select_for_update().filter(pk__in=(first, second)).order_by("pk")
+            )
+            low.balance -= amount
+            low.save(update_fields=["balance"])
+            high.balance += amount
+            high.save(update_fields=["balance"])
+            History.objects.create(account=low, other=high.pk, amount=amount, created=data.CREATED)
+
+    def insert_in_atomic(n: int) -> None:
+        with transaction.atomic():
+            Item.objects.create(**fields(n))
+
+    def api_request(n: int) -> None:
+        Book.objects.select_related("author").get(pk=n % data.BOOKS + 1)
+        list(Item.objects.filter(value__gt=api_page(n)).order_by("id")[:PAGE])
+        insert_in_atomic(n)
+
+    return {"tpcb": tpcb, "api_request": api_request, "insert_in_atomic": insert_in_atomic}
+
+
+def run_django_sync(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
+    """Django's sync ORM: one caller, or one thread per client on the concurrent
+    workloads (each with its own connection, closed when the thread stops)."""
+    bench_app.configure(database, native=False)
+    from django.db import connections, transaction
 
     Item, items, page = _models()
 
@@ -56,11 +91,12 @@ def run_django_sync(database: str, seconds: float, keys: list[str]) -> dict[str,
         "bulk_insert": lambda n: items.bulk_create(
             [Item(**fields(n * BULK + k)) for k in range(BULK)]
         ),
+        **_sync_ops(),
     }
-    results: dict[str, float] = {}
+    for key in ("get", "insert", "tpcb", "api_request"):
+        ops[f"{key}_concurrent"] = ops[key]
+    results: dict[str, Measured] = {}
     for key in keys:
-        if BY_KEY[key].concurrency > 1:
-            continue  # one thread: concurrent tasks are not this system's model
         if key in ("update_all", "update_one"):
             obj = items.get(pk=1)
 
@@ -83,16 +119,18 @@ def run_django_sync(database: str, seconds: float, keys: list[str]) -> dict[str,
                 items.filter(pk=pks[n]).delete()
 
             ops[key] = delete
-        results[key] = drive_sync(ops[key], seconds)
+        results[key] = drive_sync(ops[key], BY_KEY[key].concurrency, seconds, connections.close_all)
     return results
 
 
-def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> dict[str, float]:
+def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> dict[str, Measured]:
     bench_app.configure(database, native=native)
     from asgiref.sync import ThreadSensitiveContext, sync_to_async
+    from bench_models.models import Account, Book, History
     from django.db import connections, transaction
 
     Item, items, page = _models()
+    in_thread = {key: sync_to_async(op) for key, op in _sync_ops().items()}
 
     async def listed(queryset: Any) -> list[Any]:
         return [row async for row in queryset]
@@ -115,6 +153,30 @@ def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> 
 
     async def delete_one(pk: int) -> None:
         await items.filter(pk=pk).adelete()
+
+    async def tpcb(n: int) -> None:
+        if not native:  # Django has no async transaction: the whole block goes to a thread
+            return await in_thread["tpcb"](n)
+        first, second, amount = transfer(n)
+        async with transaction.atomic():
+            locked = Account.objects.select_for_update().filter(pk__in=(first, second))
+            low, high = [account async for account in locked.order_by("pk")]
+            low.balance -= amount
+            await low.asave(update_fields=["balance"])
+            high.balance += amount
+            await high.asave(update_fields=["balance"])
+            await History.objects.acreate(
+                account=low, other=high.pk, amount=amount, created=data.CREATED
+            )
+
+    async def api_request(n: int) -> None:
+        await Book.objects.select_related("author").aget(pk=n % data.BOOKS + 1)
+        await listed(items.filter(value__gt=api_page(n)).order_by("id")[:PAGE])
+        if native:
+            async with transaction.atomic():
+                await items.acreate(**fields(n))
+        else:
+            await in_thread["insert_in_atomic"](n)
 
     class RequestContext(ThreadSensitiveContext):
         """Django's built-in async ORM: each task in its own ThreadSensitiveContext, as
@@ -142,9 +204,13 @@ def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> 
             "bulk_insert": lambda n: items.abulk_create(
                 [Item(**fields(n * BULK + k)) for k in range(BULK)]
             ),
+            "tpcb": tpcb,
+            "tpcb_concurrent": tpcb,
+            "api_request": api_request,
+            "api_request_concurrent": api_request,
         }
         context = None if native else RequestContext
-        results: dict[str, float] = {}
+        results: dict[str, Measured] = {}
         await get(0)
         for key in keys:
             if key in ("update_all", "update_one"):
@@ -161,9 +227,9 @@ def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> 
     return asyncio.run(main())
 
 
-def run_django_async(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+def run_django_async(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
     return _run_async(database, seconds, keys, native=False)
 
 
-def run_asyncdb(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+def run_asyncdb(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
     return _run_async(database, seconds, keys, native=True)

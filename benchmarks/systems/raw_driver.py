@@ -1,5 +1,9 @@
 """The ceiling: the driver alone (psycopg 3 async, aiosqlite, asyncmy) with a minimal pool (a
-queue of ten connections), hand-written SQL, rows as tuples (dicts for values)."""
+queue of ten connections), hand-written SQL, rows as tuples (dicts for values).
+
+On PostgreSQL a second system, ``raw-django``, is the same code with the adapters and the
+binding Django's backend gives psycopg (its adapters map, with Django's timestamptz loader,
+and client-side binding): the like-for-like baseline of an ORM on Django's backend."""
 
 from __future__ import annotations
 
@@ -14,11 +18,14 @@ from benchmarks.workloads import (
     BY_KEY,
     MANY,
     PAGE,
+    Measured,
+    api_page,
     delete_op,
     drive,
     fields,
     page_of_books,
     page_of_items,
+    transfer,
 )
 
 ITEM = "id, name, value, price, created"
@@ -43,7 +50,15 @@ class _Asyncmy:
         await self.raw.ensure_closed()
 
 
-def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+def run_django_adapters(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
+    if database != "postgresql":
+        raise SystemExit("raw-django is a PostgreSQL system")
+    return run(database, seconds, keys, django_adapters=True)
+
+
+def run(
+    database: str, seconds: float, keys: list[str], django_adapters: bool = False
+) -> dict[str, Measured]:
     postgresql = database == "postgresql"
     mariadb = database == "mariadb"
     mark = "?" if database == "sqlite" else "%s"
@@ -57,6 +72,14 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
             import psycopg
 
             db = bench_app.PG
+            options: dict[str, Any] = {}
+            if django_adapters:
+                import datetime
+
+                from django.db.backends.postgresql.psycopg_any import get_adapters_template
+
+                options["context"] = get_adapters_template(True, datetime.UTC)
+                options["cursor_factory"] = psycopg.AsyncClientCursor
             return await psycopg.AsyncConnection.connect(
                 dbname=db["NAME"],
                 user=db["USER"],
@@ -64,6 +87,7 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
                 port=db["PORT"],
                 password=db["PASSWORD"] or None,
                 autocommit=True,
+                **options,
             )
         if mariadb:
             import asyncmy
@@ -159,6 +183,62 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
                     )
                     await connection.execute("COMMIT")
 
+        async def in_transaction(connection: Any, statements: Any) -> None:
+            """Run ``await statements(connection)`` between BEGIN and COMMIT."""
+            if postgresql:
+                async with connection.transaction():
+                    await statements(connection)
+            else:
+                await connection.execute("BEGIN IMMEDIATE" if database == "sqlite" else "BEGIN")
+                try:
+                    await statements(connection)
+                except BaseException:
+                    await connection.execute("ROLLBACK")
+                    raise
+                await connection.execute("COMMIT")
+
+        lock = "" if database == "sqlite" else " FOR UPDATE"
+
+        async def tpcb(n: int) -> None:
+            first, second, amount = transfer(n)
+
+            async def statements(connection: Any) -> None:
+                cursor = await connection.execute(
+                    f"SELECT id, balance FROM bench_models_account WHERE id IN ({mark}, {mark}) "
+                    f"ORDER BY id{lock}",
+                    (first, second),
+                )
+                (low, low_balance), (high, high_balance) = await cursor.fetchall()
+                update = f"UPDATE bench_models_account SET balance = {mark} WHERE id = {mark}"
+                await connection.execute(update, (low_balance - amount, low))
+                await connection.execute(update, (high_balance + amount, high))
+                await connection.execute(
+                    "INSERT INTO bench_models_history (account_id, other, amount, created) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                    (low, high, amount, data.adapt(database, data.CREATED)),
+                )
+
+            async with acquire() as connection:
+                await in_transaction(connection, statements)
+
+        async def api_request(n: int) -> None:
+            await fetch(
+                "SELECT b.id, b.title, b.author_id, a.id, a.name FROM bench_models_book b "
+                f"JOIN bench_models_author a ON a.id = b.author_id WHERE b.id = {mark}",
+                (n % data.BOOKS + 1,),
+            )
+            await fetch(
+                f"SELECT {ITEM} FROM bench_models_item WHERE value > {mark} ORDER BY id "
+                f"LIMIT {PAGE}",
+                (api_page(n),),
+            )
+
+            async def statements(connection: Any) -> None:
+                await connection.execute(insert_sql, row(n))
+
+            async with acquire() as connection:
+                await in_transaction(connection, statements)
+
         many = f"SELECT {ITEM} FROM bench_models_item WHERE value <= {mark}"
         ops: dict[str, Any] = {
             "get": lambda n: fetch(
@@ -188,9 +268,11 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
         async def delete_one(pk: int) -> None:
             await execute(f"DELETE FROM bench_models_item WHERE id = {mark}", (pk,))
 
-        ops["get_concurrent"] = ops["get"]
-        ops["insert_concurrent"] = ops["insert"]
-        results: dict[str, float] = {}
+        ops["tpcb"] = tpcb
+        ops["api_request"] = api_request
+        for key in ("get", "insert", "tpcb", "api_request"):
+            ops[f"{key}_concurrent"] = ops[key]
+        results: dict[str, Measured] = {}
         try:
             for key in keys:
                 if key == "delete":

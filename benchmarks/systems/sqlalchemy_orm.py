@@ -38,11 +38,14 @@ from benchmarks.workloads import (
     BY_KEY,
     MANY,
     PAGE,
+    Measured,
+    api_page,
     delete_op,
     drive,
     fields,
     page_of_books,
     page_of_items,
+    transfer,
     update_ops,
 )
 
@@ -90,6 +93,21 @@ class Book(Base):
     tags: Mapped[list[Tag]] = relationship(secondary=book_tags)
 
 
+class Account(Base):
+    __tablename__ = "bench_models_account"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    balance: Mapped[int] = mapped_column(Integer)
+
+
+class History(Base):
+    __tablename__ = "bench_models_history"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("bench_models_account.id"))
+    other: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True))
+
+
 def _url(database: str) -> str:
     if database == "sqlite":
         return f"sqlite+aiosqlite:///{bench_app.SQLITE['NAME']}"
@@ -97,7 +115,7 @@ def _url(database: str) -> str:
     return bench_app.url(database, scheme)
 
 
-def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+def run(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
     async def main() -> dict[str, float]:
         engine = create_async_engine(_url(database), pool_size=10, max_overflow=0)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -137,7 +155,35 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
                 await session.execute(insert(Item), [fields(n * BULK + k) for k in range(BULK)])
                 await session.commit()
 
+        async def tpcb(n: int) -> None:
+            first, second, amount = transfer(n)
+            async with sessions() as session, session.begin():
+                locked = (
+                    select(Account)
+                    .where(Account.id.in_((first, second)))
+                    .order_by(Account.id)
+                    .with_for_update()
+                )
+                low, high = (await session.scalars(locked)).all()
+                low.balance -= amount
+                high.balance += amount
+                session.add(
+                    History(account_id=low.id, other=high.id, amount=amount, created=data.CREATED)
+                )
+
+        async def api_request(n: int) -> None:
+            async with sessions() as session:
+                related = select(Book).options(joinedload(Book.author))
+                (await session.scalars(related.where(Book.id == n % data.BOOKS + 1))).one()
+                page = select(Item).where(Item.value > api_page(n)).order_by(Item.id).limit(PAGE)
+                list((await session.scalars(page)).all())
+            await insert_one(n)
+
         ops: dict[str, Any] = {
+            "tpcb": tpcb,
+            "tpcb_concurrent": tpcb,
+            "api_request": api_request,
+            "api_request_concurrent": api_request,
             "get": get,
             "get_concurrent": get,
             "filter_many": lambda n: scalars(select(Item).where(many)),
@@ -164,7 +210,7 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
                 await session.execute(delete(Item).where(Item.id == pk))
                 await session.commit()
 
-        results: dict[str, float] = {}
+        results: dict[str, Measured] = {}
         sessions_open: list[Any] = []
         try:
             await get(0)

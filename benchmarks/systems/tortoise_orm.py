@@ -16,10 +16,13 @@ from benchmarks.workloads import (
     BY_KEY,
     MANY,
     PAGE,
+    Measured,
+    api_page,
     delete_op,
     drive,
     page_of_books,
     page_of_items,
+    transfer,
     update_ops,
 )
 from benchmarks.workloads import fields as item_fields
@@ -72,6 +75,27 @@ class Book(models.Model):
         app = "bench"
 
 
+class Account(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    balance = fields.IntField()
+
+    class Meta:
+        table = "bench_models_account"
+        app = "bench"
+
+
+class History(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    account: Any = fields.ForeignKeyField("bench.Account", related_name=False)
+    other = fields.IntField()
+    amount = fields.IntField()
+    created = fields.DatetimeField()
+
+    class Meta:
+        table = "bench_models_history"
+        app = "bench"
+
+
 def _url(database: str) -> str:
     if database == "sqlite":
         return f"sqlite://{bench_app.SQLITE['NAME']}"
@@ -79,11 +103,28 @@ def _url(database: str) -> str:
     return bench_app.url(database, scheme) + "?minsize=1&maxsize=10"
 
 
-def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
+def run(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
     async def insert_transaction(n: int) -> None:
         async with in_transaction():
             for k in range(BATCH):
                 await Item.create(**item_fields(n * BATCH + k))
+
+    async def tpcb(n: int) -> None:
+        first, second, amount = transfer(n)
+        async with in_transaction():
+            locked = Account.filter(id__in=(first, second)).order_by("id").select_for_update()
+            low, high = await locked
+            low.balance -= amount
+            await low.save(update_fields=["balance"])
+            high.balance += amount
+            await high.save(update_fields=["balance"])
+            await History.create(account=low, other=high.id, amount=amount, created=data.CREATED)
+
+    async def api_request(n: int) -> None:
+        await Book.filter(id=n % data.BOOKS + 1).select_related("author").get()
+        await Item.filter(value__gt=api_page(n)).order_by("id").limit(PAGE)
+        async with in_transaction():
+            await Item.create(**item_fields(n))
 
     async def save(obj: Any, all_fields: bool) -> None:
         await (obj.save() if all_fields else obj.save(update_fields=["value"]))
@@ -116,10 +157,12 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, float]:
                 [Item(**item_fields(n * BULK + k)) for k in range(BULK)]
             ),
             "insert_transaction": insert_transaction,
+            "tpcb": tpcb,
+            "api_request": api_request,
         }
-        ops["get_concurrent"] = ops["get"]
-        ops["insert_concurrent"] = ops["insert"]
-        results: dict[str, float] = {}
+        for key in ("get", "insert", "tpcb", "api_request"):
+            ops[f"{key}_concurrent"] = ops[key]
+        results: dict[str, Measured] = {}
         try:
             await Item.get(id=1)
             for key in keys:
