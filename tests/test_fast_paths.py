@@ -1,5 +1,8 @@
 """Fast paths give exactly Django's results: values, types and tzinfo objects."""
 
+import asyncio
+import re
+
 import pytest
 from django.db import connections
 from django.db.models.functions import Now
@@ -54,3 +57,239 @@ def test_timestamptz_values_and_tzinfo_are_djangos(use_tz):
     else:
         assert loader.__name__ == "SpecificTzLoader"  # Django's, naive datetimes
         assert sync[0][0].tzinfo is None
+
+
+# BEGIN sent with the transaction's first statement (PostgreSQL, client-side binding) ---
+
+
+def _first_statements():
+    """Atomic blocks whose first statement is of each kind, each returning what it saw."""
+    from django.db import IntegrityError, transaction
+    from django.db.models import F
+
+    from testapp.models import Counter, Tag
+
+    def update(alias):  # rowcount: the statement's, not BEGIN's
+        with transaction.atomic(using=alias):
+            return Counter.objects.using(alias).filter(value__gte=0).update(value=F("value") + 1)
+
+    async def aupdate(alias):
+        async with transaction.atomic(using=alias):
+            return (
+                await Counter.objects.using(alias)
+                .filter(value__gte=0)
+                .aupdate(value=F("value") + 1)
+            )
+
+    def read(alias):  # rows
+        with transaction.atomic(using=alias):
+            return list(Counter.objects.using(alias).order_by("name").values_list("name", "value"))
+
+    async def aread(alias):
+        async with transaction.atomic(using=alias):
+            queryset = Counter.objects.using(alias).order_by("name").values_list("name", "value")
+            return [row async for row in queryset]
+
+    def locked(alias):
+        with transaction.atomic(using=alias):
+            return Counter.objects.using(alias).select_for_update().get(name="b").value
+
+    async def alocked(alias):
+        async with transaction.atomic(using=alias):
+            return (await Counter.objects.using(alias).select_for_update().aget(name="b")).value
+
+    def stream(alias):  # a server-side cursor declared first
+        with transaction.atomic(using=alias):
+            queryset = Counter.objects.using(alias).order_by("name").values_list("name")
+            return list(queryset.iterator(chunk_size=1))
+
+    async def astream(alias):
+        async with transaction.atomic(using=alias):
+            queryset = Counter.objects.using(alias).order_by("name").values_list("name")
+            return [row async for row in queryset.aiterator(chunk_size=1)]
+
+    def savepoint(alias):  # a nested block first: SAVEPOINT is the first statement
+        with transaction.atomic(using=alias):
+            with transaction.atomic(using=alias):
+                Counter.objects.using(alias).create(name="c", value=3)
+            return Counter.objects.using(alias).count()
+
+    async def asavepoint(alias):
+        async with transaction.atomic(using=alias):
+            async with transaction.atomic(using=alias):
+                await Counter.objects.using(alias).acreate(name="c", value=3)
+            return await Counter.objects.using(alias).acount()
+
+    def failing(alias):  # the first statement fails: nothing written, the error Django's
+        try:
+            with transaction.atomic(using=alias):
+                Tag.objects.using(alias).create(name="dup")
+        except IntegrityError as exc:
+            return type(exc).__name__
+        return None
+
+    async def afailing(alias):
+        try:
+            async with transaction.atomic(using=alias):
+                await Tag.objects.using(alias).acreate(name="dup")
+        except IntegrityError as exc:
+            return type(exc).__name__
+        return None
+
+    def empty(alias):  # no statement at all
+        with transaction.atomic(using=alias):
+            return "done"
+
+    async def aempty(alias):
+        async with transaction.atomic(using=alias):
+            return "done"
+
+    return {
+        "update": (update, aupdate),
+        "read": (read, aread),
+        "locked": (locked, alocked),
+        "stream": (stream, astream),
+        "savepoint": (savepoint, asavepoint),
+        "failing": (failing, afailing),
+        "empty": (empty, aempty),
+    }
+
+
+def _fresh(alias):
+    from testapp.models import Counter, Tag
+
+    Counter.objects.using(alias).all().delete()
+    Counter.objects.using(alias).bulk_create(
+        [Counter(name="a", value=1), Counter(name="b", value=2)]
+    )
+    Tag.objects.using(alias).filter(name="dup").delete()
+    Tag.objects.using(alias).create(name="dup")
+
+
+def _database(alias):
+    from testapp.models import Counter, Tag
+
+    return (
+        list(Counter.objects.using(alias).order_by("name").values_list("name", "value")),
+        Tag.objects.using(alias).filter(name="dup").count(),
+    )
+
+
+def _named(statements):
+    """Statements with savepoint and cursor names replaced (each side names its own)."""
+    names = r'["`](s\d+_x\d+|adb_s\d+|_django_curs_\w+|_adb_curs_\w+)["`]'
+    return [re.sub(names, "N", str(s)) for s in statements]
+
+
+@pytest.mark.parametrize("kind", list(_first_statements()))
+def test_first_statement_of_a_transaction_as_django(alias, kind):
+    """The same block through Django's sync ORM and natively: the same result, the same
+    database afterwards, the same statements logged (BEGIN and COMMIT as Django logs
+    them, the statement alone, never the BEGIN sent in front of it)."""
+    from django.test.utils import CaptureQueriesContext
+
+    sync_block, native_block = _first_statements()[kind]
+    _fresh(alias)
+    with CaptureQueriesContext(connections[alias]) as captured:
+        expected = sync_block(alias)
+    expected_sql = [query["sql"] for query in captured]
+    expected_database = _database(alias)
+    connections[alias].close()
+
+    _fresh(alias)
+
+    async def main():
+        with CaptureQueriesContext(connections[alias]) as captured:
+            result = await native_block(alias)
+        pool = seam.pool(alias)
+        idle = [c.reusable() for c in pool._idle]
+        return result, [query["sql"] for query in captured], idle
+
+    result, sql, idle = arun(main)
+    sql, expected_sql = _named(sql), _named(expected_sql)
+    assert result == expected
+    assert _database(alias) == expected_database
+    assert idle and all(idle)  # every connection back idle, outside any transaction
+    if kind == "stream":
+        # Django logs the DECLARE of its named cursor; the package logs the query.
+        expected_sql = [s.replace("DECLARE N NO SCROLL CURSOR FOR ", "") for s in expected_sql]
+    assert sql == expected_sql
+    assert not any(s.startswith("BEGIN;") for s in sql)
+
+
+def test_short_transaction_is_two_round_trips_on_postgresql(schema, monkeypatch):
+    """Delete by pk in an atomic block (what Django's delete() does): BEGIN goes with the
+    DELETE, then COMMIT: two sends, not three; a block without statements sends none."""
+    if "postgresql" not in ALIASES:
+        pytest.skip(f"postgresql not reachable: {ERRORS['postgresql']}")
+    import psycopg
+    from django.db import transaction
+
+    from testapp.models import Counter
+
+    sent = []
+    original = psycopg.AsyncCursor.execute
+
+    async def counting(self, query, params=None, **kwargs):
+        sent.append(query)
+        return await original(self, query, params, **kwargs)
+
+    async def main():
+        await Counter.objects.using("postgresql").acount()  # the pool is open
+        monkeypatch.setattr(psycopg.AsyncCursor, "execute", counting)
+        row = await Counter.objects.using("postgresql").acreate(name="gone")
+        sent.clear()
+        async with transaction.atomic(using="postgresql"):
+            await Counter.objects.using("postgresql").filter(pk=row.pk).adelete()
+        deleted = list(sent)
+        sent.clear()
+        async with transaction.atomic(using="postgresql"):
+            pass
+        return (
+            deleted,
+            list(sent),
+            await Counter.objects.using("postgresql").filter(pk=row.pk).aexists(),
+        )
+
+    deleted, empty, exists = arun(main)
+    assert len(deleted) == 2, deleted
+    assert deleted[0].startswith("BEGIN; DELETE") and deleted[1] == "COMMIT"
+    assert empty == []
+    assert exists is False
+
+
+def test_isolation_level_goes_with_the_first_statement(schema):
+    """OPTIONS['isolation_level'] on PostgreSQL: the deferred BEGIN carries it."""
+    if "postgresql" not in ALIASES:
+        pytest.skip(f"postgresql not reachable: {ERRORS['postgresql']}")
+    import psycopg
+    from django.db import transaction
+
+    import django_asyncdb
+    from django_asyncdb import close_pools
+
+    settings_dict = connections.settings["postgresql"]
+    original = settings_dict.get("OPTIONS", {})
+    settings_dict["OPTIONS"] = {**original, "isolation_level": psycopg.IsolationLevel.SERIALIZABLE}
+
+    async def main():
+        try:
+            async with (
+                transaction.atomic(using="postgresql"),
+                django_asyncdb.cursor("postgresql") as cursor,
+            ):
+                await cursor.execute("SHOW transaction_isolation")
+                inside = await cursor.fetchall()
+            async with django_asyncdb.cursor("postgresql") as cursor:
+                await cursor.execute("SHOW transaction_isolation")
+                outside = await cursor.fetchall()
+            return inside, outside
+        finally:
+            await close_pools()
+
+    try:
+        inside, outside = asyncio.run(main())
+    finally:
+        settings_dict["OPTIONS"] = original
+    assert inside == [("serializable",)]
+    assert outside == [("read committed",)]

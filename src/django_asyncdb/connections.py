@@ -303,6 +303,7 @@ class driver_errors:
         if issubclass(exc_type, Exception):
             error = translate(exc, self.connection.driver)
             if error is not None:
+                error.sent = self.connection.failed_query()
                 raise error from exc
             return
         self.connection.interrupt()

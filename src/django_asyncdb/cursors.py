@@ -123,7 +123,13 @@ class BridgeCursor(_Buffered):
         from .bridge import await_
 
         # Django's CursorWrapper around this cursor logs the statement itself.
-        self._keep(await_(seam.run(self.alias, sql, params, logged=False)))
+        try:
+            self._keep(await_(seam.run(self.alias, sql, params, logged=False)))
+        except Exception as exc:
+            # Logged as the driver sent it, as Django logs a failed statement.
+            self._result = None
+            self._failed = getattr(exc, "sent", None)
+            raise
         return self
 
     def executemany(self, sql: str, param_list: Iterable[Params]) -> BridgeCursor:
@@ -136,10 +142,12 @@ class BridgeCursor(_Buffered):
             self._result.rowcount = total
         return self
 
+    _failed: Any = None
+
     @property
     def _query(self) -> Any:
         """What Django's PostgreSQL backend reads to log the last query."""
-        return self._result.query if self._result else None
+        return self._result.query if self._result else self._failed
 
     @property
     def _executed(self) -> Any:

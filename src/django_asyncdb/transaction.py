@@ -86,7 +86,9 @@ class Transaction:
             seam.log_transaction_statement(self.alias, sql or "BEGIN"),
         ):
             if sql is None:
-                await connection.begin()
+                await connection.begin_with_next()
+            elif sql in ("COMMIT", "ROLLBACK") and connection.end_unbegun():
+                return  # no statement ran: the server has no transaction to end
             else:
                 await connection.run(sql, None)
 

@@ -73,6 +73,11 @@ class Connection:
         """Run any statement and return its description, rows and row count."""
         raise NotImplementedError
 
+    def failed_query(self) -> Any:
+        """The driver's record of the statement that just failed, as Django's logging
+        reads it from a driver cursor (None if the driver keeps none)."""
+        return None
+
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> Stream:
         """Start streaming a query's rows (inside a transaction for server-side cursors)."""
         raise NotImplementedError
@@ -80,6 +85,17 @@ class Connection:
     async def begin(self) -> None:
         """Start a transaction."""
         raise NotImplementedError
+
+    async def begin_with_next(self) -> None:
+        """Start a transaction that the connection's next statement runs in. A vendor
+        that can send BEGIN in one round trip with that statement does it then (and a
+        transaction that runs no statement costs no round trip)."""
+        await self.begin()
+
+    def end_unbegun(self) -> bool:
+        """At COMMIT or ROLLBACK: True if the transaction's BEGIN was never sent (no
+        statement ran), so there is nothing to end on the server."""
+        return False
 
     async def commit(self) -> None:
         """Commit the transaction."""

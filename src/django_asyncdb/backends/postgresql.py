@@ -47,8 +47,26 @@ class PgStream(base.Stream):
             await self.cursor.close()
 
 
+class _Sent:
+    """The statement of a BEGIN-prefixed send, as Django's query logging reads it from
+    psycopg's ``cursor._query`` (the statement alone, as Django's own cursor sent it)."""
+
+    __slots__ = ("query",)
+
+    def __init__(self, query: bytes) -> None:
+        self.query = query
+
+
 class PgConnection(base.Connection):
-    """A psycopg AsyncConnection in autocommit mode with one reusable cursor."""
+    """A psycopg AsyncConnection in autocommit mode with one reusable cursor.
+
+    With client-side binding (Django's default), a transaction's BEGIN is not a round
+    trip of its own: it goes in front of the transaction's first statement, in the same
+    simple-protocol message (``BEGIN; INSERT ...``), as psycopg's sync connection (what
+    Django's sync ORM uses) sends it lazily with the first statement too. PostgreSQL
+    takes a transaction's snapshot at its first statement, not at BEGIN, so nothing the
+    transaction sees changes.
+    """
 
     driver = psycopg
 
@@ -58,23 +76,50 @@ class PgConnection(base.Connection):
         self.begin_sql = begin_sql
         self.created = self.last_used = time.monotonic()
         self._poller: select.poll | None = None
+        # BEGIN to send with the next statement ("BEGIN; "), or "".
+        self.pending = ""
+        self.failed: Any = None
+        self.can_prefix = isinstance(self.cursor, psycopg.AsyncClientCursor)
+
+    async def _execute(self, cursor: psycopg.AsyncCursor[Any], sql: str, params: Params) -> None:
+        pending = self.pending
+        if not pending:
+            try:
+                await cursor.execute(sql, params)
+            except Exception:
+                self.failed = cursor._query
+                raise
+            return
+        self.pending = ""  # sent: the server runs BEGIN even if the statement fails
+        try:
+            await cursor.execute(pending + sql, params)
+        finally:
+            query = cursor._query
+            if query is not None and query.query is not None:
+                cursor._query = _Sent(query.query[len(pending) :])  # type: ignore[assignment]
+            self.failed = cursor._query
+        cursor.nextset()  # past BEGIN's result, to the statement's
+
+    def failed_query(self) -> Any:
+        """psycopg's record of the statement that just failed (for Django's logging)."""
+        return self.failed
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
         cursor = self.cursor
-        await cursor.execute(sql, params)
+        await self._execute(cursor, sql, params)
         return await cursor.fetchall()
 
     async def fetchone(self, sql: str, params: Params) -> Row | None:
         """Run a query and return its first row."""
         cursor = self.cursor
-        await cursor.execute(sql, params)
+        await self._execute(cursor, sql, params)
         return await cursor.fetchone()
 
     async def run(self, sql: str, params: Params) -> Result:
         """Run any statement."""
         cursor = self.cursor
-        await cursor.execute(sql, params)
+        await self._execute(cursor, sql, params)
         description = cursor.description
         rows = await cursor.fetchall() if description is not None else []
         return Result(
@@ -91,9 +136,9 @@ class PgConnection(base.Connection):
         try:
             if server_side:
                 name = f"_adb_curs_{next(_cursor_names)}"
-                await cursor.execute(f'DECLARE "{name}" NO SCROLL CURSOR FOR {sql}', params)
+                await self._execute(cursor, f'DECLARE "{name}" NO SCROLL CURSOR FOR {sql}', params)
                 return PgStream(cursor, name)
-            await cursor.execute(sql, params)
+            await self._execute(cursor, sql, params)
             return PgStream(cursor, None)
         except BaseException:
             await cursor.close()
@@ -102,6 +147,19 @@ class PgConnection(base.Connection):
     async def begin(self) -> None:
         """Start a transaction, at the isolation level from OPTIONS if one is set."""
         await self.cursor.execute(self.begin_sql)
+
+    async def begin_with_next(self) -> None:
+        """BEGIN goes with the next statement (client-side binding: one simple-protocol
+        message may hold several statements); with server-side binding, now."""
+        if self.can_prefix:
+            self.pending = self.begin_sql + "; "
+        else:
+            await self.begin()
+
+    def end_unbegun(self) -> bool:
+        """True if no statement ran since begin_with_next() (nothing to commit)."""
+        pending, self.pending = self.pending, ""
+        return bool(pending)
 
     async def abort(self) -> None:
         """Ask the server to cancel a statement still running, so it stops working for us."""
@@ -118,6 +176,7 @@ class PgConnection(base.Connection):
         raw = self.raw
         return (
             not self.broken
+            and not self.pending
             and not raw.closed
             and raw.info.transaction_status == TransactionStatus.IDLE
         )
