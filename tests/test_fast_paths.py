@@ -293,3 +293,68 @@ def test_isolation_level_goes_with_the_first_statement(schema):
         settings_dict["OPTIONS"] = original
     assert inside == [("serializable",)]
     assert outside == [("read committed",)]
+
+
+# psycopg's wait: the socket stays registered with the loop between statements ----------
+
+
+def _skip_without_postgresql():
+    if "postgresql" not in ALIASES:
+        pytest.skip(f"postgresql not reachable: {ERRORS['postgresql']}")
+
+
+def test_idle_connection_with_data_to_read_does_not_spin_the_loop(schema):
+    """A notification arrives on an idle pooled connection (its socket turns readable
+    with nobody waiting): the loop must not wake up for it again and again, and the
+    connection answers its next statement."""
+    _skip_without_postgresql()
+    import time
+
+    import psycopg
+
+    import django_asyncdb
+    from conftest import PG
+
+    async def main():
+        async with django_asyncdb.cursor("postgresql") as cursor:
+            await cursor.execute("LISTEN adb_idle")
+        with psycopg.connect(
+            dbname=PG["NAME"],
+            user=PG["USER"],
+            password=PG["PASSWORD"] or None,
+            host=PG["HOST"],
+            port=PG["PORT"],
+            autocommit=True,
+        ) as other:
+            other.execute("NOTIFY adb_idle, 'hello'")
+        await asyncio.sleep(0.05)  # the notification is on the idle socket now
+        started = time.process_time()
+        await asyncio.sleep(0.5)
+        spent = time.process_time() - started
+        async with django_asyncdb.cursor("postgresql") as cursor:
+            await cursor.execute("SELECT 1")
+            answer = await cursor.fetchall()
+        return spent, answer, len(seam.pool("postgresql")._idle)
+
+    spent, answer, idle = arun(main)
+    assert spent < 0.2, f"the loop spun for {spent:.2f} s of CPU in 0.5 s"
+    assert answer == [(1,)]
+    assert idle == 1  # the same connection, still in use
+
+
+def test_statement_larger_than_the_socket_buffer(schema):
+    """A statement of several megabytes waits for the socket to take it (the write
+    wait) and its answer is the server's."""
+    _skip_without_postgresql()
+    import hashlib
+
+    import django_asyncdb
+
+    text = "".join(chr(0x41 + i % 26) for i in range(8_000_000))
+
+    async def main():
+        async with django_asyncdb.cursor("postgresql") as cursor:
+            await cursor.execute("SELECT md5(%s), length(%s)", [text, text])
+            return await cursor.fetchall()
+
+    assert arun(main) == [(hashlib.md5(text.encode()).hexdigest(), len(text))]

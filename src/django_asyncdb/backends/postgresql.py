@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 import select
@@ -14,12 +15,112 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql as pgsql
 from psycopg.pq import TransactionStatus
 from psycopg.types.datetime import TimestamptzLoader
+from psycopg.waiting import Ready, Wait
 
 from ..conf import AsyncSettings
 from . import base
 from .base import Params, Result, Row
 
 _cursor_names = itertools.count(1)
+_READY_R, _READY_W = Ready.R, Ready.W
+_WAIT_R, _WAIT_W = Wait.R, Wait.W
+
+
+class AsyncConnection(psycopg.AsyncConnection[Any]):
+    """psycopg's AsyncConnection with a cheaper wait for the server's answer.
+
+    psycopg registers the socket with the event loop before each wait and removes it
+    after (two ``epoll_ctl`` calls and the selector's bookkeeping), and arms a 0.1 s
+    timer to check for Ctrl-C, which asyncio does not need. Here the socket stays
+    registered for reading while the connection lives, and a wait is one future.
+    Readable with no one waiting (a notice, the server's goodbye while idle): the
+    registration is dropped, so an idle socket never spins the loop, and made again
+    by the next wait. It is always dropped before the socket closes.
+
+    On cancellation the statement is left as is: the pool never reuses an interrupted
+    connection and asks the server to cancel the statement before closing it
+    (``PgConnection.abort``), where psycopg's own wait would cancel and drain it.
+    """
+
+    _reading: asyncio.Future[None] | None = None
+    _reader_loop: asyncio.AbstractEventLoop | None = None
+    _reader_fd = -1
+
+    async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if timeout is not None:
+            return await super().wait(gen, interval, timeout)
+        try:
+            state = next(gen)
+            loop = asyncio.get_running_loop()
+            while True:
+                if state & _WAIT_W:
+                    state = gen.send(await self._wait_write(loop, state))
+                    continue
+                if self._reader_loop is not loop:
+                    self._register(loop)
+                future = self._reading = loop.create_future()
+                try:
+                    await future
+                finally:
+                    self._reading = None
+                state = gen.send(_READY_R)
+        except StopIteration as done:
+            return done.value
+        except OSError as exc:  # as psycopg: the socket is gone
+            raise psycopg.OperationalError("connection socket closed") from exc
+
+    async def _wait_write(self, loop: asyncio.AbstractEventLoop, state: int) -> int:
+        """Wait until writable (or readable, if asked for too): rare, for statements
+        larger than the socket's buffer and pipelines."""
+        future = loop.create_future()
+        fd = self.pgconn.socket
+        ready = 0
+
+        def writable() -> None:
+            nonlocal ready
+            ready |= _READY_W
+            if not future.done():
+                future.set_result(None)
+
+        loop.add_writer(fd, writable)
+        if state & _WAIT_R:
+            if self._reader_loop is not loop:
+                self._register(loop)
+            self._reading = future
+        try:
+            await future
+        finally:
+            self._reading = None
+            loop.remove_writer(fd)
+        return ready or _READY_R
+
+    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._unregister()
+        fd = self.pgconn.socket
+        loop.add_reader(fd, self._readable)
+        self._reader_loop, self._reader_fd = loop, fd
+
+    def _unregister(self) -> None:
+        loop = self._reader_loop
+        if loop is not None:
+            self._reader_loop = None
+            loop.remove_reader(self._reader_fd)
+
+    def _readable(self) -> None:
+        future = self._reading
+        if future is None:
+            self._unregister()  # nobody waits: don't let an idle socket spin the loop
+        elif not future.done():
+            future.set_result(None)
+
+    async def close(self) -> None:
+        self._unregister()
+        await super().close()
+
+    def finish(self) -> None:
+        """Close the libpq connection directly (no I/O to wait for)."""
+        self._unregister()
+        self.pgconn.finish()
 
 
 class PgStream(base.Stream):
@@ -70,7 +171,7 @@ class PgConnection(base.Connection):
 
     driver = psycopg
 
-    def __init__(self, raw: psycopg.AsyncConnection[Any], begin_sql: str) -> None:
+    def __init__(self, raw: AsyncConnection, begin_sql: str) -> None:
         self.raw = raw
         self.cursor = raw.cursor()
         self.begin_sql = begin_sql
@@ -167,10 +268,6 @@ class PgConnection(base.Connection):
         if not raw.closed and raw.info.transaction_status == TransactionStatus.ACTIVE:
             await raw.cancel_safe(timeout=5.0)
 
-    def stop_now(self) -> None:
-        """Nothing to start: psycopg itself cancels a statement whose task is cancelled
-        (and closes the connection if the server doesn't stop it); abort() checks."""
-
     def reusable(self) -> bool:
         """Open, not broken, and idle outside any transaction."""
         raw = self.raw
@@ -203,7 +300,7 @@ class PgConnection(base.Connection):
 
     def close_now(self) -> None:
         """Close the libpq connection directly (no I/O to wait for)."""
-        self.raw.pgconn.finish()
+        self.raw.finish()
 
 
 class Backend(base.Backend):
@@ -239,7 +336,7 @@ class Backend(base.Backend):
             psycopg.AsyncCursor if server_binding else psycopg.AsyncClientCursor
         )
         params["autocommit"] = True
-        raw = await psycopg.AsyncConnection.connect(**params)
+        raw = await AsyncConnection.connect(**params)
         try:
             async with raw.cursor() as cursor:
                 timezone_name = wrapper.timezone_name
