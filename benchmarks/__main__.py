@@ -32,13 +32,18 @@ SYSTEMS = [
     "sqlalchemy",
     "raw-driver",
     "raw-django",
+    "raw-asyncpg",
 ]
-ONLY_ON = {"raw-django": "postgresql"}  # systems that exist on one database only
+ONLY_ON = {
+    "raw-django": "postgresql",
+    "raw-asyncpg": "postgresql",
+}  # systems that exist on one database only
 DRIVERS = {
     "postgresql": {
         "tortoise": "asyncpg",
         "raw-driver": "psycopg",
         "raw-django": "psycopg, Django's adapters",
+        "raw-asyncpg": "asyncpg",
         "sqlalchemy": "psycopg",
     },
     "sqlite": {"tortoise": "aiosqlite", "raw-driver": "aiosqlite", "sqlalchemy": "aiosqlite"},
@@ -99,28 +104,51 @@ def measure(
     return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+# Op counts of the two callgrind runs per workload: enough ops that the difference is
+# the workload's, few enough that valgrind (some 50x slower) takes seconds.
+CALLGRIND_OPS = {
+    "filter_many": (2, 8),
+    "values": (2, 8),
+    "values_list": (2, 8),
+    "page_related": (4, 16),
+    "insert_transaction": (1, 3),
+    "bulk_insert": (1, 3),
+}
+
+
 def instructions(system: str, database: str, key: str, ops: tuple[int, int]) -> float:
     """Client instructions per operation of one workload, counted by callgrind: the
-    worker runs ``ops[0]`` and then ``ops[1]`` operations, and the difference of the two
-    totals over the difference of the counts leaves startup and warm-up out."""
+    worker runs ``ops[0]`` and ``ops[1]`` operations (two processes side by side), and
+    the difference of the two totals over the difference of the counts leaves startup
+    and warm-up out. Counts don't depend on what else the machine does."""
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
 
-    totals = []
-    for count in ops:
+    def total(count: int, copy: int) -> int:
         with tempfile.TemporaryDirectory() as folder:
             out = os.path.join(folder, "callgrind.out")
             command = [
                 *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
                 *(sys.executable, "-m", "benchmarks.worker", "--ops", str(count)),
-                *(system, database, "1", key),
+                # A short time budget: the delete workload's rows are inserted for it.
+                *(system, database, "0.02", key),
             ]
-            # A fixed hash seed: the two runs differ in their op counts only.
-            env = {**os.environ, "PYTHONHASHSEED": "0"}
+            # A fixed hash seed: the two runs differ in their op counts only. Each has
+            # its copy of the database.
+            env = {**os.environ, "PYTHONHASHSEED": "0", "ASYNCDB_BENCH_DB": _copy(copy)}
             done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode:
                 raise SystemExit(f"{system} on {database} under callgrind failed:\n{done.stderr}")
-            totals.append(_callgrind_total(Path(out).read_text()))
-    return (totals[1] - totals[0]) / (ops[1] - ops[0])
+            return _callgrind_total(Path(out).read_text())
+
+    with ThreadPoolExecutor(2) as runs:
+        few, more = runs.map(total, ops, (0, 1))
+    return (more - few) / (ops[1] - ops[0])
+
+
+def _copy(copy: int) -> str:
+    """The name of one of the two databases the callgrind runs use side by side."""
+    return f"{bench_app.NAME}_{copy}"
 
 
 def _callgrind_total(text: str) -> int:
@@ -299,17 +327,19 @@ def main() -> None:
     parser.add_argument(
         "--callgrind",
         metavar="WORKLOAD",
+        nargs="+",
         choices=list(BY_KEY),
-        help="instead of the timed run: client instructions per operation of one workload "
-        "for each system, counted by valgrind's callgrind (minutes per system)",
+        help="instead of the timed run: client instructions per operation of these "
+        "workloads for each system, counted by valgrind's callgrind (a table in the "
+        "results folder; about a minute per workload and system)",
     )
     parser.add_argument(
         "--callgrind-ops",
         type=int,
         nargs=2,
-        default=(50, 250),
         metavar=("FEW", "MORE"),
-        help="the two op counts whose difference is measured (default: 50 250)",
+        help="the two op counts whose difference is measured (default: 10 40, fewer for "
+        "the many-row workloads)",
     )
     args = parser.parse_args()
     if args.database is None:
@@ -383,33 +413,91 @@ def main() -> None:
         # One file per database, so a run of one database keeps the others' sections.
         (args.results / f"{database}.md").write_text("\n".join(section) + "\n")
         print("\n".join(section))
-    sections = [
-        (args.results / f"{database}.md").read_text()
-        for database in DRIVERS
-        if (args.results / f"{database}.md").exists()
-    ]
-    (args.results / "README.md").write_text("# Benchmark results\n\n" + "\n".join(sections))
+    write_index(args.results)
     print(f"\nwritten to {args.results}/", file=sys.stderr)
 
 
+def summary(results: Path) -> str:
+    """django_asyncdb against Django's built-in async ORM (wall ops/s) on every database
+    measured, from the results folder's medians."""
+    found = [d for d in DRIVERS if (results / f"{d}.json").exists()]
+    medians = {}
+    for database in found:
+        measured = json.loads((results / f"{database}.json").read_text())
+        medians[database] = {key: statistics.median(v["ops"]) for key, v in measured.items()}
+    lines = [
+        "| workload | " + " | ".join(found) + " |",
+        "|---|" + "---:|" * len(found),
+    ]
+    for workload in WORKLOADS:
+        cells = []
+        for database in found:
+            ours = medians[database].get(f"django-asyncdb/{workload.key}")
+            theirs = medians[database].get(f"django-async/{workload.key}")
+            cells.append(f"{ours / theirs:.2f}x" if ours and theirs else "")
+        if any(cells):
+            lines.append(f"| {workload.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_index(results: Path) -> None:
+    """results/README.md: the summary, then each database's section."""
+    sections = [
+        (results / f"{database}.md").read_text()
+        for database in DRIVERS
+        if (results / f"{database}.md").exists()
+    ]
+    head = [
+        "# Benchmark results",
+        "",
+        "django_asyncdb's wall throughput over Django's built-in async ORM (higher is better):",
+        "",
+        summary(results),
+        "",
+    ]
+    (results / "README.md").write_text("\n".join(head) + "\n" + "\n".join(sections))
+
+
 def callgrind_report(args: argparse.Namespace) -> None:
-    """Print client instructions per operation of one workload for each system."""
-    few, more = args.callgrind_ops
-    print(
-        f"Client instructions per operation, {BY_KEY[args.callgrind].label} "
-        f"(callgrind, {more} ops minus {few} ops; python -m benchmarks --callgrind "
-        f"{args.callgrind}):"
-    )
+    """Client instructions per operation of the chosen workloads for each system: a
+    table on stdout and in the results folder (instructions-DATABASE.md)."""
+    args.results.mkdir(parents=True, exist_ok=True)
     for database in args.database:
-        subprocess.run(
-            [sys.executable, "-c", f"import benchmarks.__main__ as m; m.prepare({database!r})"],
-            check=True,
-        )
-        for system in args.systems:
-            if ONLY_ON.get(system, database) != database:
-                continue
-            count = instructions(system, database, args.callgrind, (few, more))
-            print(f"{database} {system}: {count:,.0f} instructions per op", flush=True)
+        for copy in (0, 1):
+            subprocess.run(
+                [sys.executable, "-c", f"import benchmarks.__main__ as m; m.prepare({database!r})"],
+                check=True,
+                env={**os.environ, "ASYNCDB_BENCH_DB": _copy(copy)},
+            )
+        systems = [s for s in args.systems if ONLY_ON.get(s, database) == database]
+        counts: dict[tuple[str, str], float] = {}
+        for key in args.callgrind:
+            ops = args.callgrind_ops or CALLGRIND_OPS.get(key, (10, 40))
+            for system in systems:
+                counts[(system, key)] = instructions(system, database, key, tuple(ops))
+                print(f"{database} {key} {system}: {counts[(system, key)]:,.0f}", file=sys.stderr)
+        lines = [
+            f"Client instructions per operation, thousands ({database}; valgrind's callgrind, "
+            "the difference of two runs of different op counts):",
+            "",
+            f"`python -m benchmarks --database {database} --systems {' '.join(args.systems)} "
+            f"--callgrind {' '.join(args.callgrind)}`",
+            "",
+            "| workload | " + " | ".join(_heads(database, systems)) + " | asyncdb / Django sync | "
+            "asyncdb / Tortoise |",
+            "|---|" + "---:|" * (len(systems) + 2),
+        ]
+        thousands = {k: v / 1000 for k, v in counts.items()}
+        for workload in WORKLOADS:
+            if workload.key in args.callgrind:
+                lines.append(
+                    f"| {workload.label} | {_cells(thousands, systems, workload.key)}"
+                    + f" | {_ratio(counts, workload.key, 'django-sync')}"
+                    + f" | {_ratio(counts, workload.key, 'tortoise')} |"
+                )
+        report = "\n".join(lines)
+        (args.results / f"instructions-{database}.md").write_text(report + "\n")
+        print(report)
 
 
 if __name__ == "__main__":

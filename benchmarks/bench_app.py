@@ -7,9 +7,11 @@ import tempfile
 import django
 from django.conf import settings
 
+# The server database's name (ASYNCDB_BENCH_DB: two runs on one server don't collide).
+NAME = os.environ.get("ASYNCDB_BENCH_DB", "django_asyncdb_bench")
 PG = {
     "ENGINE": "django.db.backends.postgresql",
-    "NAME": "django_asyncdb_bench",
+    "NAME": NAME,
     "USER": os.environ.get("PGUSER", "postgres"),
     "PASSWORD": os.environ.get("PGPASSWORD", ""),
     "HOST": os.environ.get("PGHOST", "127.0.0.1"),
@@ -17,14 +19,14 @@ PG = {
 }
 SQLITE = {
     "ENGINE": "django.db.backends.sqlite3",
-    "NAME": os.path.join(tempfile.gettempdir(), "django_asyncdb_bench.sqlite3"),
+    "NAME": os.path.join(tempfile.gettempdir(), f"{NAME}.sqlite3"),
     # Concurrent transactions that read, then write (the TPC-B-like transfer) fail with
     # "database is locked" under SQLite's default deferred BEGIN; Django's docs advise this.
     "OPTIONS": {"transaction_mode": "IMMEDIATE"},
 }
 MARIADB = {
     "ENGINE": "django.db.backends.mysql",
-    "NAME": "django_asyncdb_bench",
+    "NAME": NAME,
     "USER": os.environ.get("MYSQL_USER", "root"),
     "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
     "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),

@@ -33,6 +33,7 @@ SYSTEMS: dict[str, tuple[str, str, str]] = {
         "run_django_adapters",
         "the driver alone with Django's adapters and binding (PostgreSQL)",
     ),
+    "raw-asyncpg": ("raw_driver", "run_asyncpg", "asyncpg alone, minimal pool (PostgreSQL)"),
 }
 
 

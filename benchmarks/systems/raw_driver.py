@@ -50,14 +50,65 @@ class _Asyncmy:
         await self.raw.ensure_closed()
 
 
+class _Asyncpg:
+    """asyncpg with the execute()/transaction() psycopg has (``%s`` become ``$n``)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    @staticmethod
+    def _numbered(sql: str) -> str:
+        parts = sql.split("%s")
+        return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+    async def execute(self, sql: str, params: Any = ()) -> _Records:
+        return _Records(await self.raw.fetch(self._numbered(sql), *params))
+
+    async def executemany(self, sql: str, rows: list[Any]) -> None:
+        await self.raw.executemany(self._numbered(sql), rows)
+
+    def cursor(self) -> _Asyncpg:
+        return self
+
+    def transaction(self) -> Any:
+        return self.raw.transaction()
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+
+class _Records:
+    """asyncpg's records behind a cursor's fetchall() and description."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records
+
+    async def fetchall(self) -> list[Any]:
+        return self.records
+
+    @property
+    def description(self) -> list[tuple[str]]:
+        return [(name,) for name in self.records[0].keys()] if self.records else []  # noqa: SIM118
+
+
 def run_django_adapters(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
     if database != "postgresql":
         raise SystemExit("raw-django is a PostgreSQL system")
     return run(database, seconds, keys, django_adapters=True)
 
 
+def run_asyncpg(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
+    if database != "postgresql":
+        raise SystemExit("raw-asyncpg is a PostgreSQL system")
+    return run(database, seconds, keys, asyncpg=True)
+
+
 def run(
-    database: str, seconds: float, keys: list[str], django_adapters: bool = False
+    database: str,
+    seconds: float,
+    keys: list[str],
+    django_adapters: bool = False,
+    asyncpg: bool = False,
 ) -> dict[str, Measured]:
     postgresql = database == "postgresql"
     mariadb = database == "mariadb"
@@ -68,6 +119,18 @@ def run(
         return tuple(data.adapt(database, v) for v in values)
 
     async def connect() -> Any:
+        if asyncpg:
+            import asyncpg as driver
+
+            db = bench_app.PG
+            raw = await driver.connect(
+                database=db["NAME"],
+                user=db["USER"],
+                host=db["HOST"],
+                port=int(db["PORT"]),
+                password=db["PASSWORD"] or None,
+            )
+            return _Asyncpg(raw)
         if postgresql:
             import psycopg
 
