@@ -356,7 +356,7 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     env = environment()
     run_line = [
-        f"`python -m benchmarks {' '.join(sys.argv[1:])}`".replace("` ", "`").rstrip(),
+        "`" + " ".join(["python -m benchmarks", *sys.argv[1:]]) + "`",
         "",
         f"{env['date']}; {env['machine']}; Python {env['python']}; "
         + ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("date", "machine", "python")),
