@@ -79,9 +79,10 @@ def test_callgrind_instruction_counts(tmp_path):
     the driver runs in the client's thread; the raw driver alone keeps it short)."""
     if shutil.which("valgrind") is None and not os.environ.get("CI"):
         pytest.skip("valgrind is not installed")
-    from benchmarks.__main__ import unavailable
-
-    missing = unavailable("postgresql")
+    check = "from benchmarks.__main__ import unavailable; print(unavailable('postgresql') or '')"
+    missing = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     if missing and not os.environ.get("CI"):
         pytest.skip(f"PostgreSQL: {missing}")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
