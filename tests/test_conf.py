@@ -200,6 +200,14 @@ def test_max_size_zero_says_how_to_turn_the_alias_off():
         conf.parse("default", "sqlite", {"MAX_SIZE": 0})
 
 
+def test_max_size_of_the_wrong_type_says_only_that():
+    with pytest.raises(ImproperlyConfigured) as raised:
+        conf.parse("default", "sqlite", {"MAX_SIZE": "10"})
+    assert str(raised.value) == (
+        "DATABASES['default']['ASYNC']['MAX_SIZE'] must be an integer >= 1, not '10'."
+    )
+
+
 def test_min_size_above_the_default_max_size_says_it_is_the_default():
     with pytest.raises(ImproperlyConfigured, match=r"MAX_SIZE \(10, the default\)\.$"):
         conf.parse("default", "sqlite", {"MIN_SIZE": 20})

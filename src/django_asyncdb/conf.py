@@ -86,12 +86,16 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
                 f"not {values[known[key]]!r}."
             )
     _check_int(alias, "MIN_SIZE", values.get("min_size", defaults.min_size), minimum=0)
+    max_size = values.get("max_size", defaults.max_size)
     _check_int(
         alias,
         "MAX_SIZE",
-        values.get("max_size", defaults.max_size),
+        max_size,
         minimum=1,
-        hint=" To keep Django's own (thread) path for this alias, set 'ENABLED': False.",
+        # A size of 0 or less reads as "no pool": say how to turn the alias off.
+        hint=" To keep Django's own (thread) path for this alias, set 'ENABLED': False."
+        if isinstance(max_size, int) and not isinstance(max_size, bool)
+        else "",
     )
     _check_number(alias, "TIMEOUT", values.get("timeout", 1), minimum=0, allow_none=False)
     _check_number(alias, "MAX_IDLE", values.get("max_idle"), minimum=0, allow_none=True)
