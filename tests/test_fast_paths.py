@@ -358,3 +358,52 @@ def test_statement_larger_than_the_socket_buffer(schema):
             return await cursor.fetchall()
 
     assert arun(main) == [(hashlib.md5(text.encode()).hexdigest(), len(text))]
+
+
+def test_sqlite_begin_that_fails_surfaces_as_django_and_leaves_nothing_open(schema):
+    """SQLite with transaction_mode IMMEDIATE while another connection holds the write
+    lock: BEGIN (sent with the block's first statement) fails with Django's
+    OperationalError, no ROLLBACK is attempted on a transaction that never began, the
+    connection is reused, and the next block works once the lock is gone."""
+    import sqlite3
+
+    from django.db import OperationalError, transaction
+
+    from conftest import SQLITE_PATH
+    from testapp.models import Counter
+
+    settings_dict = connections.settings["default"]
+    original = settings_dict.get("OPTIONS", {})
+    settings_dict["OPTIONS"] = {**original, "transaction_mode": "IMMEDIATE", "timeout": 0.2}
+    holder = sqlite3.connect(SQLITE_PATH, isolation_level=None)
+
+    async def main():
+        await Counter.objects.acount()  # the pool's connection is open
+        connection = seam.pool("default")._idle[0]
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            async with transaction.atomic():
+                await Counter.objects.acreate(name="locked out")
+        except OperationalError as exc:
+            error = exc
+        finally:
+            holder.execute("ROLLBACK")
+        idle = seam.pool("default")._idle
+        reused = list(idle) == [connection] and connection.reusable()
+        async with transaction.atomic():
+            await Counter.objects.acreate(name="after")
+        return (
+            error,
+            reused,
+            await Counter.objects.filter(name__in=["locked out", "after"]).acount(),
+        )
+
+    try:
+        error, reused, count = arun(main)
+    finally:
+        holder.close()
+        settings_dict["OPTIONS"] = original
+        connections["default"].close()
+    assert "locked" in str(error)
+    assert reused
+    assert count == 1

@@ -85,16 +85,33 @@ class SqliteConnection(base.Connection):
         self.closed = False
         self._stopped = False  # aiosqlite's thread told to end
         self.created = self.last_used = time.monotonic()
+        # BEGIN to run in aiosqlite's thread just before the next statement, or "".
+        self.pending = ""
+        self.unbegun = False
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
+        if self.pending:
+            return (await self.run(sql, params)).rows
         return list(await self.raw.execute_fetchall(_convert(sql, params), params or ()))
 
     async def run(self, sql: str, params: Params) -> Result:
         """Run any statement: one trip to aiosqlite's thread, not one per cursor call."""
-        return await self.raw._execute(self._run_in_thread, _convert(sql, params), params or ())
+        pending, self.pending = self.pending, ""
+        try:
+            return await self.raw._execute(
+                self._run_in_thread, _convert(sql, params), params or (), pending
+            )
+        except Exception:
+            if pending and not self.raw.in_transaction:
+                # BEGIN itself failed (a locked database), or SQLite ended the
+                # transaction on the error: there is nothing to roll back.
+                self.unbegun = True
+            raise
 
-    def _run_in_thread(self, sql: str, params: Any) -> Result:
+    def _run_in_thread(self, sql: str, params: Any, begin: str = "") -> Result:
+        if begin:
+            self.raw._conn.execute(begin)
         cursor = self.raw._conn.execute(sql, params)
         try:
             description = cursor.description
@@ -110,11 +127,27 @@ class SqliteConnection(base.Connection):
 
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> SqliteStream:
         """Start stepping a query."""
+        if self.pending:
+            await self.begin()
         return SqliteStream(await self.raw.execute(_convert(sql, params), params or ()))
 
     async def begin(self) -> None:
         """BEGIN, with OPTIONS['transaction_mode'] as Django uses it."""
+        self.pending = ""
         await self.run(self.begin_sql, None)
+
+    async def begin_with_next(self) -> None:
+        """BEGIN runs in aiosqlite's thread in the same trip as the next statement (each
+        trip to that thread costs a wake-up on both sides); nothing runs between them, so
+        the transaction, and an IMMEDIATE one's write lock, start as they would have."""
+        self.pending = self.begin_sql
+
+    def end_unbegun(self) -> bool:
+        """True if no transaction is open on the server: no statement ran since
+        begin_with_next(), or its BEGIN failed."""
+        unbegun = bool(self.pending) or self.unbegun
+        self.pending, self.unbegun = "", False
+        return unbegun
 
     async def abort(self) -> None:
         """Stop a running statement."""
@@ -130,7 +163,9 @@ class SqliteConnection(base.Connection):
 
     def reusable(self) -> bool:
         """Open, not broken, and outside any transaction."""
-        return not self.broken and not self.closed and not self.raw.in_transaction
+        return (
+            not self.broken and not self.closed and not self.pending and not self.raw.in_transaction
+        )
 
     async def close(self) -> None:
         """Close the connection and stop its thread."""
