@@ -59,6 +59,10 @@ class Connection:
     created: float = 0.0
     last_used: float = 0.0
     stopping: asyncio.Task[None] | None = None
+    # The BEGIN a vendor sends with the next statement (begin_with_next), or "".
+    pending = ""
+    # A deferred BEGIN failed: no transaction to end.
+    unbegun = False
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
@@ -93,9 +97,11 @@ class Connection:
         await self.begin()
 
     def end_unbegun(self) -> bool:
-        """At COMMIT or ROLLBACK: True if the transaction's BEGIN was never sent (no
-        statement ran), so there is nothing to end on the server."""
-        return False
+        """At COMMIT or ROLLBACK: True if no transaction is open on the server (its
+        deferred BEGIN was never sent, or failed), so there is nothing to end."""
+        unbegun = bool(self.pending) or self.unbegun
+        self.pending, self.unbegun = "", False
+        return unbegun
 
     async def commit(self) -> None:
         """Commit the transaction."""

@@ -56,8 +56,7 @@ class AsyncConnection(psycopg.AsyncConnection[Any]):
                 if state & _WAIT_W:
                     state = gen.send(await self._wait_write(loop, state))
                     continue
-                if self._reader_loop is not loop:
-                    self._register(loop)
+                self._register(loop)
                 future = self._reading = loop.create_future()
                 try:
                     await future
@@ -84,8 +83,7 @@ class AsyncConnection(psycopg.AsyncConnection[Any]):
 
         loop.add_writer(fd, writable)
         if state & _WAIT_R:
-            if self._reader_loop is not loop:
-                self._register(loop)
+            self._register(loop)
             self._reading = future
         try:
             await future
@@ -95,6 +93,9 @@ class AsyncConnection(psycopg.AsyncConnection[Any]):
         return ready or _READY_R
 
     def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Keep the socket registered for reading with ``loop`` (once per loop)."""
+        if self._reader_loop is loop:
+            return
         self._unregister()
         fd = self.pgconn.socket
         loop.add_reader(fd, self._readable)
@@ -177,8 +178,6 @@ class PgConnection(base.Connection):
         self.begin_sql = begin_sql
         self.created = self.last_used = time.monotonic()
         self._poller: select.poll | None = None
-        # BEGIN to send with the next statement ("BEGIN; "), or "".
-        self.pending = ""
         self.failed: Any = None
         self.can_prefix = isinstance(self.cursor, psycopg.AsyncClientCursor)
 
@@ -256,11 +255,6 @@ class PgConnection(base.Connection):
             self.pending = self.begin_sql + "; "
         else:
             await self.begin()
-
-    def end_unbegun(self) -> bool:
-        """True if no statement ran since begin_with_next() (nothing to commit)."""
-        pending, self.pending = self.pending, ""
-        return bool(pending)
 
     async def abort(self) -> None:
         """Ask the server to cancel a statement still running, so it stops working for us."""

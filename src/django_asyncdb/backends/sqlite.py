@@ -85,9 +85,6 @@ class SqliteConnection(base.Connection):
         self.closed = False
         self._stopped = False  # aiosqlite's thread told to end
         self.created = self.last_used = time.monotonic()
-        # BEGIN to run in aiosqlite's thread just before the next statement, or "".
-        self.pending = ""
-        self.unbegun = False
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
@@ -141,13 +138,6 @@ class SqliteConnection(base.Connection):
         trip to that thread costs a wake-up on both sides); nothing runs between them, so
         the transaction, and an IMMEDIATE one's write lock, start as they would have."""
         self.pending = self.begin_sql
-
-    def end_unbegun(self) -> bool:
-        """True if no transaction is open on the server: no statement ran since
-        begin_with_next(), or its BEGIN failed."""
-        unbegun = bool(self.pending) or self.unbegun
-        self.pending, self.unbegun = "", False
-        return unbegun
 
     async def abort(self) -> None:
         """Stop a running statement."""
