@@ -74,9 +74,8 @@ def test_benchmark_command_on_sqlite(tmp_path):
         connection.close()
 
 
-def test_callgrind_instruction_counts(tmp_path):
-    """``--callgrind`` counts client instructions per op of one workload (PostgreSQL, where
-    the driver runs in the client's thread; the raw driver alone keeps it short)."""
+def _need_valgrind_and_postgresql():
+    """Skip where valgrind or PostgreSQL is missing (never under CI, which has both)."""
     if shutil.which("valgrind") is None and not os.environ.get("CI"):
         pytest.skip("valgrind is not installed")
     check = "from benchmarks.__main__ import unavailable; print(unavailable('postgresql') or '')"
@@ -85,8 +84,19 @@ def test_callgrind_instruction_counts(tmp_path):
     ).stdout.strip()
     if missing and not os.environ.get("CI"):
         pytest.skip(f"PostgreSQL: {missing}")
+
+
+def _bench_db():
+    """The benchmark database of this test run (apart from other runs on the server)."""
+    return f"{os.environ.get('ASYNCDB_TEST_DB', 'django_asyncdb_test')}_bench"
+
+
+def test_callgrind_instruction_counts(tmp_path):
+    """``--callgrind`` counts client instructions per op of one workload (PostgreSQL, where
+    the driver runs in the client's thread; the raw driver alone keeps it short)."""
+    _need_valgrind_and_postgresql()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["ASYNCDB_BENCH_DB"] = f"{os.environ.get('ASYNCDB_TEST_DB', 'django_asyncdb_test')}_bench"
+    env["ASYNCDB_BENCH_DB"] = _bench_db()
     result = subprocess.run(
         [
             *(sys.executable, "-m", "benchmarks", "--database", "postgresql"),
@@ -117,27 +127,55 @@ def _importable(name):
     return True
 
 
-def test_insert_cost_command_on_sqlite():
+def _layers(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["TMPDIR"] = str(tmp_path)  # the benchmark's SQLite file, apart from other runs'
+    env["ASYNCDB_BENCH_DB"] = _bench_db()
     result = subprocess.run(
-        [
-            *(sys.executable, "-m", "benchmarks.insert_cost", "--database", "sqlite"),
-            *("--inserts", "200", "--tasks", "10", "--rounds", "1"),
-        ],
+        [sys.executable, "-m", "benchmarks.layers", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    figures = {
-        line.rsplit(None, 2)[0].strip(): line.rsplit(None, 2)[1]
+    return {
+        line[:52].strip(): float(line[52:].split()[0].replace(",", ""))
         for line in result.stdout.splitlines()[1:]
-        if line.endswith("µs")
     }
-    assert set(figures) == {"acreate()", "same INSERT, cursor", "Django + bridge"}
-    assert float(figures["acreate()"]) > 0 and float(figures["same INSERT, cursor"]) > 0
+
+
+@pytest.mark.parametrize("statement", ["insert", "get"])
+def test_layers_command_on_sqlite(tmp_path, statement):
+    figures = _layers(
+        tmp_path, "--database", "sqlite", "--statement", statement, "--ops", "50", "--rounds", "1"
+    )
+    assert list(figures) == [
+        "the sync driver's cursor (Django's connection)",
+        "Django's sync cursor, connection.cursor()",
+        "the package's driver connection, no pool",
+        "django_asyncdb.cursor(): pool and error mapping",
+        "Django's sync ORM: create() / get()",
+        "Django's async ORM natively: acreate() / aget()",
+    ]
+    assert all(micros > 0 for micros in figures.values()), figures
+
+
+def test_layers_command_counts_instructions_on_postgresql(tmp_path):
+    _need_valgrind_and_postgresql()
+    figures = _layers(
+        tmp_path,
+        *("--database", "postgresql", "--callgrind", "--ops", "40"),
+        *("--layers", "psycopg-async", "package-connection"),
+    )
+    assert list(figures) == [
+        "psycopg's AsyncConnection, psycopg's own wait",
+        "the package's driver connection, no pool",
+    ]
+    # An INSERT through psycopg's async path is some hundred thousand instructions;
+    # startup (hundreds of millions) must have cancelled out.
+    assert all(10_000 < count < 5_000_000 for count in figures.values()), figures
 
 
 def test_hop_cost_command():
