@@ -342,6 +342,80 @@ def test_idle_connection_with_data_to_read_does_not_spin_the_loop(schema):
     assert idle == 1  # the same connection, still in use
 
 
+def test_each_statement_wakes_its_task_once(schema, monkeypatch):
+    """The task waits once per statement: not woken by the selector's stale report of
+    the previous answer (level-triggered, reported again before the task read it), nor
+    once per packet of an answer that arrives in many; and the answers are whole."""
+    _skip_without_postgresql()
+    from psycopg.waiting import Wait
+
+    import django_asyncdb
+    from django_asyncdb.backends.postgresql import AsyncConnection
+
+    waits = []
+    original = AsyncConnection.wait
+
+    def counting(gen):
+        state = next(gen)
+        while True:
+            waits.append(state)
+            try:
+                state = gen.send((yield state))
+            except StopIteration as done:
+                return done.value
+
+    async def wait(self, gen, interval=0.1, timeout=None):
+        return await original(self, counting(gen), interval, timeout)
+
+    monkeypatch.setattr(AsyncConnection, "wait", wait)
+
+    async def main():
+        answers = []
+        async with django_asyncdb.cursor("postgresql") as cursor:
+            await cursor.execute("SELECT 1")  # the pool is open
+            waits.clear()
+            for n in range(20):
+                await cursor.execute("SELECT %s::int, pg_sleep(0.001)", [n])
+                answers.append((await cursor.fetchone())[0])
+            short = list(waits)
+            waits.clear()
+            await cursor.execute("SELECT repeat('x', 4000000), generate_series(1, 3)")
+            big = await cursor.fetchall()
+        return answers, short, list(waits), big
+
+    answers, short, long, big = arun(main)
+    assert answers == list(range(20))
+    assert short == [Wait.R] * 20
+    assert long == [Wait.R]  # 12 MB: hundreds of packets, one wake
+    assert [len(text) for text, _ in big] == [4_000_000] * 3
+
+
+def test_description_made_late_is_the_statements_own(schema):
+    """A result's column description is made when first read (the ORM rarely reads it),
+    after the connection ran other statements: it is still that statement's, the very
+    columns Django's sync cursor describes."""
+    _skip_without_postgresql()
+    import django_asyncdb
+
+    sql = "SELECT 1::int AS a, 'x'::varchar(7) AS b, 2.5::numeric(5, 2) AS c, now() AS d"
+    with connections["postgresql"].cursor() as cursor:
+        cursor.execute(sql)
+        expected = [tuple(column) for column in cursor.description]
+    connections["postgresql"].close()
+
+    async def main():
+        first, second = django_asyncdb.cursor("postgresql"), django_asyncdb.cursor("postgresql")
+        await first.execute(sql)
+        await second.execute("SELECT 3 AS other")  # the same pooled connection, next
+        await second.execute("UPDATE testapp_author SET name = name WHERE false")
+        return first.description, second.description
+
+    described, after_update = arun(main)
+    assert [tuple(column) for column in described] == expected
+    assert [column.name for column in described] == ["a", "b", "c", "d"]
+    assert after_update is None
+
+
 def test_statement_larger_than_the_socket_buffer(schema):
     """A statement of several megabytes waits for the socket to take it (the write
     wait) and its answer is the server's."""

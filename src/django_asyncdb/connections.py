@@ -220,19 +220,30 @@ def settings_changed(*, setting: str, **kwargs: Any) -> None:
         _generation += 1
 
 
+# alias -> (pool, Django's wrapper): the wrappers prepare() readied in this context.
+# Django's wrappers live in a context too (asgiref's Local is a ContextVar in async
+# code), so a context that has its entry here still has that wrapper, facts included;
+# reading this costs a fraction of ``connections[alias]``.
+_ready: ContextVar[dict[str, tuple[Pool, BaseDatabaseWrapper]] | None] = ContextVar(
+    "django_asyncdb_ready", default=None
+)
+
+
 async def prepare(alias: str) -> BaseDatabaseWrapper:
     """Open the pool if needed and give Django's wrapper the facts its compiler reads."""
     found = pool(alias)
+    ready = _ready.get()
+    entry = ready.get(alias) if ready else None
+    if entry is not None and entry[0] is found and not contenttypes.needs_warming(alias):
+        return entry[1]  # the common case: everything below was done in this context
     wrapper = connections[alias]
-    if found.ready_for is wrapper and not contenttypes.needs_warming(alias):
-        return wrapper  # the common case: everything below was done for this wrapper
     opened = found._opened
     if opened is None or not opened.done():
         await found.open()
     found.backend.install_facts(wrapper)
     if contenttypes.needs_warming(alias) and current_level(alias) is None:
         await contenttypes.warm(alias)  # outside any transaction: see contenttypes.py
-    found.ready_for = wrapper
+    _ready.set({**ready, alias: (found, wrapper)} if ready else {alias: (found, wrapper)})
     return wrapper
 
 
@@ -274,9 +285,11 @@ class _LogCursor:
         return query.query if isinstance(query, _Unsent) else query
 
 
-def _logging(alias: str, sql: str, params: Params) -> tuple[Any, _LogCursor | None]:
+def _logging(
+    alias: str, sql: str, params: Params, wrapper: BaseDatabaseWrapper | None = None
+) -> tuple[Any, _LogCursor | None]:
     """Django's own statement logging (connection.queries, django.db.backends) when on."""
-    wrapper = connections[alias]
+    wrapper = wrapper or connections[alias]
     if not wrapper.queries_logged:
         return _no_logging, None
     holder = _LogCursor(sql)
@@ -314,7 +327,7 @@ async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable
     level = current_level(alias)
     if level is None:
         found = pool(alias)
-        connection = await found.acquire()
+        connection = found.take() or await found.acquire()
         try:
             with driver_errors(connection):
                 return await operation(connection)
@@ -328,19 +341,29 @@ async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable
             return await operation(connection)
 
 
-async def fetchall(alias: str, sql: str, params: Params) -> list[Row]:
-    """Run a query and return all rows."""
-    if connections[alias].queries_logged:
+async def fetchall(
+    alias: str, sql: str, params: Params, wrapper: BaseDatabaseWrapper | None = None
+) -> list[Row]:
+    """Run a query and return all rows (``wrapper``: Django's for ``alias``, if at hand)."""
+    if (wrapper or connections[alias]).queries_logged:
         return (await run(alias, sql, params)).rows
     return await _on_connection(alias, lambda c: c.fetchall(sql, params))
 
 
-async def run(alias: str, sql: str, params: Params, *, logged: bool = True) -> Result:
+async def run(
+    alias: str,
+    sql: str,
+    params: Params,
+    *,
+    logged: bool = True,
+    wrapper: BaseDatabaseWrapper | None = None,
+) -> Result:
     """Run any statement; return description, rows, row count and last row id.
 
-    ``logged=False`` for statements Django's own cursor wrapper already logs.
+    ``logged=False`` for statements Django's own cursor wrapper already logs;
+    ``wrapper``: Django's for ``alias``, if at hand.
     """
-    log, holder = _logging(alias, sql, params) if logged else (_no_logging, None)
+    log, holder = _logging(alias, sql, params, wrapper) if logged else (_no_logging, None)
     with log:
         result = await _on_connection(alias, lambda c: c.run(sql, params))
         if holder is not None and result.query is not None:

@@ -86,8 +86,8 @@ class AsyncCursor(_Buffered):
                 f"aliases only; for this one use Django's connections[{self.alias!r}].cursor() "
                 "(through sync_to_async in async code)."
             )
-        await seam.prepare(self.alias)
-        self._keep(await seam.run(self.alias, sql, params))
+        wrapper = await seam.prepare(self.alias)
+        self._keep(await seam.run(self.alias, sql, params, wrapper=wrapper))
         return self
 
     async def fetchone(self) -> Row | None:

@@ -48,7 +48,6 @@ class Pool:
         self.check = settings.check
         self._opened: asyncio.Task[None] | None = None
         self.generation = 0  # of the settings it was made with
-        self.ready_for: object = None  # the Django wrapper prepare() last readied
 
     def __repr__(self) -> str:
         return f"<Pool {self.alias!r} size={self._size} idle={len(self._idle)}>"
@@ -94,6 +93,20 @@ class Pool:
         for connection in connections:
             self.release(connection)
         logger.info("pool %r opened", self)
+
+    def take(self) -> Connection | None:
+        """An idle connection ready for use at once, or None (then :meth:`acquire`):
+        the common case without a coroutine."""
+        if self.check or self._closed:
+            return None
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if self._expired(connection, time.monotonic()) or not connection.alive():
+                self._discard(connection)
+                continue
+            return connection
+        return None
 
     async def acquire(self, timeout: float | None = None) -> Connection:
         """Borrow a connection; wait up to ``timeout`` seconds when all are in use."""

@@ -137,7 +137,7 @@ async def _fetch_objects(queryset: QuerySet[Any]) -> list[Any]:
         return []
     compiler, sql, params = compiled
     shapes.record(compiler, sql, params)
-    rows = await seam.fetchall(queryset.db, sql, params)
+    rows = await seam.fetchall(queryset.db, sql, params, compiler.connection)
     return _materialize(queryset, compiler, _trim(compiler, rows))
 
 
@@ -235,7 +235,7 @@ async def aget(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
         shape = known[key]
         params = None if shape is None else shapes.lookup_params(shape, items)
         if shape is not None and params is not None:
-            rows = await seam.fetchall(alias, shape.sql, params)
+            rows = await seam.fetchall(alias, shape.sql, params, wrapper)
             if len(rows) == 1:  # otherwise Django's get() raises its own error
                 compiler = copy.copy(shape.compiler)
                 found = _materialize(self, compiler, _trim(compiler, rows))
@@ -319,8 +319,8 @@ async def afetch_raw(raw: RawQuerySet[Any]) -> None:
     if raw._result_cache is not None:
         return
     alias = raw.db
-    await seam.prepare(alias)
-    result = await seam.run(alias, raw.query.sql, _raw_params(raw.query, alias))
+    wrapper = await seam.prepare(alias)
+    result = await seam.run(alias, raw.query.sql, _raw_params(raw.query, alias), wrapper=wrapper)
     query = raw.query.chain(alias)
     query.cursor = _FetchedCursor(result.description, result.rows)
     query._execute_query = lambda: None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -20,23 +20,35 @@ Row = Sequence[Any]
 
 
 class Result:
-    """Everything a statement produced: column names, rows, row count, last row id."""
+    """Everything a statement produced: column names, rows, row count, last row id.
 
-    __slots__ = ("description", "lastrowid", "query", "rowcount", "rows")
+    ``description`` may be given as a function that makes it: built on first access
+    only (Django's ORM reads rows and row counts, rarely the columns' description).
+    """
+
+    __slots__ = ("_description", "lastrowid", "query", "rowcount", "rows")
 
     def __init__(
         self,
-        description: list[Any] | None,
+        description: list[Any] | Callable[[], list[Any] | None] | None,
         rows: list[Any],
         rowcount: int,
         lastrowid: Any = None,
         query: Any = None,
     ) -> None:
-        self.description = description
+        self._description = description
         self.rows = rows
         self.rowcount = rowcount
         self.lastrowid = lastrowid
         self.query = query  # the driver's record of the statement sent, for query logging
+
+    @property
+    def description(self) -> list[Any] | None:
+        """Column descriptions (None for a statement that returns no rows)."""
+        description = self._description
+        if callable(description):
+            description = self._description = description()
+        return description
 
 
 class Stream:

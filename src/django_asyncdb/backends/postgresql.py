@@ -12,8 +12,9 @@ from typing import Any
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import Column
 from psycopg import sql as pgsql
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.types.datetime import TimestamptzLoader
 from psycopg.waiting import Ready, Wait
 
@@ -24,6 +25,8 @@ from .base import Params, Result, Row
 _cursor_names = itertools.count(1)
 _READY_R, _READY_W = Ready.R, Ready.W
 _WAIT_R, _WAIT_W = Wait.R, Wait.W
+_TUPLES_OK = ExecStatus.TUPLES_OK
+_IDLE, _CONNECTION_OK = TransactionStatus.IDLE, ConnStatus.OK
 
 
 class AsyncConnection(psycopg.AsyncConnection[Any]):
@@ -111,8 +114,23 @@ class AsyncConnection(psycopg.AsyncConnection[Any]):
         future = self._reading
         if future is None:
             self._unregister()  # nobody waits: don't let an idle socket spin the loop
-        elif not future.done():
-            future.set_result(None)
+            return
+        if future.done():
+            return
+        # Read what arrived, and wake the task only once libpq can hand over a result
+        # without blocking. The selector is level-triggered: the loop's next poll, before
+        # the woken task has read the answer, reports the socket again, and that stale
+        # call would otherwise end the task's next wait at once, for nothing (a second
+        # loop iteration and task step per statement). An answer in several packets
+        # wakes the task once too.
+        pgconn = self.pgconn
+        try:
+            pgconn.consume_input()
+            if pgconn.is_busy():
+                return
+        except Exception:  # the generator meets the error itself
+            pass
+        future.set_result(None)
 
     async def close(self) -> None:
         self._unregister()
@@ -147,6 +165,21 @@ class PgStream(base.Stream):
                 await self.cursor.execute(f'CLOSE "{self.name}"')
         finally:
             await self.cursor.close()
+
+
+class _Described:
+    """What psycopg's ``Column`` reads of a cursor, kept with a result: its description
+    is made when asked for, after the cursor may have run other statements."""
+
+    __slots__ = ("_encoding", "adapters", "pgresult")
+
+    def __init__(self, pgresult: Any, cursor: psycopg.AsyncCursor[Any]) -> None:
+        self.pgresult = pgresult
+        self._encoding = cursor._encoding
+        self.adapters = cursor.adapters
+
+    def columns(self) -> list[Column]:
+        return [Column(self, i) for i in range(self.pgresult.nfields)]  # type: ignore[arg-type]
 
 
 class _Sent:
@@ -220,15 +253,14 @@ class PgConnection(base.Connection):
         """Run any statement."""
         cursor = self.cursor
         await self._execute(cursor, sql, params)
-        description = cursor.description
-        rows = await cursor.fetchall() if description is not None else []
-        return Result(
-            list(description) if description is not None else None,
-            rows,
-            cursor.rowcount,
-            None,
-            cursor._query,  # the statement as sent, for Django's query logging
-        )
+        result = cursor.pgresult
+        if result is not None and result.status == _TUPLES_OK:
+            rows = await cursor.fetchall()
+            description: Any = _Described(result, cursor).columns
+        else:
+            rows, description = [], cursor.description  # None, or "SELECT ;"'s []
+        # cursor._query: the statement as sent, for Django's query logging.
+        return Result(description, rows, cursor.rowcount, None, cursor._query)
 
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> PgStream:
         """Declare a server-side cursor (inside a transaction) or run on a client cursor."""
@@ -264,12 +296,12 @@ class PgConnection(base.Connection):
 
     def reusable(self) -> bool:
         """Open, not broken, and idle outside any transaction."""
-        raw = self.raw
+        pgconn = self.raw.pgconn  # read directly: psycopg's info makes objects per access
         return (
             not self.broken
             and not self.pending
-            and not raw.closed
-            and raw.info.transaction_status == TransactionStatus.IDLE
+            and pgconn.status == _CONNECTION_OK
+            and pgconn.transaction_status == _IDLE
         )
 
     def alive(self) -> bool:
