@@ -481,3 +481,37 @@ def test_sqlite_begin_that_fails_surfaces_as_django_and_leaves_nothing_open(sche
     assert "locked" in str(error)
     assert reused
     assert count == 1
+
+
+def test_each_request_context_readies_its_own_wrapper(alias):
+    """prepare() remembers the wrapper it readied in the task's context. Tasks in fresh
+    contexts (as ASGI servers run requests) each get a Django wrapper of their own: each
+    is readied with the server's facts, answers them without connecting, and is the one
+    its context keeps using."""
+    import contextvars
+
+    from testapp.models import Book
+
+    async def request():
+        await Book.objects.using(alias).acount()
+        wrapper = connections[alias]
+        facts = {
+            "postgresql": lambda: wrapper.pg_version,
+            "mysql": lambda: wrapper.mysql_server_data["version"],
+            "sqlite": lambda: wrapper.features.max_query_params,
+        }[wrapper.vendor]()
+        readied = await seam.prepare(alias)
+        await Book.objects.using(alias).filter(pk=0).aexists()
+        return wrapper, readied, connections[alias], facts, wrapper.connection
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(request(), context=contextvars.Context()) for _ in range(3)]
+        return await asyncio.gather(*tasks)
+
+    results = arun(main)
+    assert len({id(wrapper) for wrapper, *_ in results}) == 3
+    for wrapper, readied, later, facts, sync_connection in results:
+        assert readied is wrapper and later is wrapper
+        assert facts
+        assert sync_connection is None  # never connected to learn them
