@@ -228,15 +228,15 @@ def test_short_transaction_is_two_round_trips_on_postgresql(schema, monkeypatch)
     from testapp.models import Counter
 
     sent = []
-    original = psycopg.AsyncCursor.execute
+    original = psycopg.AsyncCursor._execute_gen  # one statement message sent
 
-    async def counting(self, query, params=None, **kwargs):
+    def counting(self, query, params=None, **kwargs):
         sent.append(query)
-        return await original(self, query, params, **kwargs)
+        return original(self, query, params, **kwargs)
 
     async def main():
         await Counter.objects.using("postgresql").acount()  # the pool is open
-        monkeypatch.setattr(psycopg.AsyncCursor, "execute", counting)
+        monkeypatch.setattr(psycopg.AsyncCursor, "_execute_gen", counting)
         row = await Counter.objects.using("postgresql").acreate(name="gone")
         sent.clear()
         async with transaction.atomic(using="postgresql"):

@@ -167,6 +167,17 @@ class PgStream(base.Stream):
             await self.cursor.close()
 
 
+def _loaded_rows(cursor: psycopg.AsyncCursor[Any]) -> list[Row] | None:
+    """The rows of the result the cursor holds (already received: what psycopg's
+    ``fetchall()`` returns, without a coroutine), or None if it holds no rows."""
+    result = cursor.pgresult
+    if result is None or result.status != _TUPLES_OK:
+        return None
+    rows: list[Row] = cursor._tx.load_rows(cursor._pos, result.ntuples, cursor._make_row)
+    cursor._pos = result.ntuples
+    return rows
+
+
 class _Described:
     """What psycopg's ``Column`` reads of a cursor, kept with a result: its description
     is made when asked for, after the cursor may have run other statements."""
@@ -215,17 +226,20 @@ class PgConnection(base.Connection):
         self.can_prefix = isinstance(self.cursor, psycopg.AsyncClientCursor)
 
     async def _execute(self, cursor: psycopg.AsyncCursor[Any], sql: str, params: Params) -> None:
+        """psycopg's ``cursor.execute()`` without its connection lock, an asyncio.Lock
+        taken and released per statement (about 7% of a short statement's instructions):
+        a connection serves one task at a time here (the pool's, or a transaction's turn)."""
         pending = self.pending
         if not pending:
             try:
-                await cursor.execute(sql, params)
+                await self.raw.wait(cursor._execute_gen(sql, params))
             except Exception:
                 self.failed = cursor._query
                 raise
             return
         self.pending = ""  # sent: the server runs BEGIN even if the statement fails
         try:
-            await cursor.execute(pending + sql, params)
+            await self.raw.wait(cursor._execute_gen(pending + sql, params))
         finally:
             query = cursor._query
             if query is not None and query.query is not None:
@@ -241,13 +255,17 @@ class PgConnection(base.Connection):
         """Run a query and return all its rows."""
         cursor = self.cursor
         await self._execute(cursor, sql, params)
-        return await cursor.fetchall()
+        rows = _loaded_rows(cursor)
+        return rows if rows is not None else await cursor.fetchall()  # psycopg's error
 
     async def fetchone(self, sql: str, params: Params) -> Row | None:
         """Run a query and return its first row."""
         cursor = self.cursor
         await self._execute(cursor, sql, params)
-        return await cursor.fetchone()
+        rows = _loaded_rows(cursor)
+        if rows is None:
+            return await cursor.fetchone()  # psycopg's error
+        return rows[0] if rows else None
 
     async def run(self, sql: str, params: Params) -> Result:
         """Run any statement."""
@@ -255,7 +273,7 @@ class PgConnection(base.Connection):
         await self._execute(cursor, sql, params)
         result = cursor.pgresult
         if result is not None and result.status == _TUPLES_OK:
-            rows = await cursor.fetchall()
+            rows = _loaded_rows(cursor) or []
             description: Any = _Described(result, cursor).columns
         else:
             rows, description = [], cursor.description  # None, or "SELECT ;"'s []
