@@ -229,3 +229,13 @@ def arun(coro_fn, *args, **kwargs):
             await close_pools()
 
     return asyncio.run(main())
+
+
+def server_fact(wrapper):
+    """A fact Django reads from a live connection (PostgreSQL's version, MariaDB's server
+    data, SQLite's parameter limit): it connects unless the package filled it in."""
+    return {
+        "postgresql": lambda: wrapper.pg_version,
+        "mysql": lambda: wrapper.mysql_server_data["version"],
+        "sqlite": lambda: wrapper.features.max_query_params,
+    }[wrapper.vendor]()

@@ -8,7 +8,7 @@ from django.db import connections
 from django.db.models.functions import Now
 from django.test import override_settings
 
-from conftest import ALIASES, ERRORS, arun
+from conftest import ALIASES, ERRORS, arun, server_fact
 from django_asyncdb import connections as seam
 from testapp.models import Author
 
@@ -495,11 +495,7 @@ def test_each_request_context_readies_its_own_wrapper(alias):
     async def request():
         await Book.objects.using(alias).acount()
         wrapper = connections[alias]
-        facts = {
-            "postgresql": lambda: wrapper.pg_version,
-            "mysql": lambda: wrapper.mysql_server_data["version"],
-            "sqlite": lambda: wrapper.features.max_query_params,
-        }[wrapper.vendor]()
+        facts = server_fact(wrapper)
         readied = await seam.prepare(alias)
         await Book.objects.using(alias).filter(pk=0).aexists()
         return wrapper, readied, connections[alias], facts, wrapper.connection

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.transaction import TransactionManagementError
 from django.dispatch import Signal
 
-from conftest import arun
+from conftest import arun, server_fact
 from helpers import clear, insert
 from testapp.models import Counter, Tag
 
@@ -247,11 +247,7 @@ def test_the_threads_wrapper_knows_the_server_without_connecting(alias):
     def facts():
         Counter.objects.using(alias).filter(name="x").exists()  # the thread's first statement
         wrapper = connections[alias]
-        found = {
-            "postgresql": lambda: wrapper.pg_version,
-            "mysql": lambda: wrapper.mysql_server_data["version"],
-            "sqlite": lambda: wrapper.features.max_query_params,
-        }[wrapper.vendor]()
+        found = server_fact(wrapper)
         return found, wrapper.connection
 
     async def body(a):

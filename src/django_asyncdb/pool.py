@@ -94,11 +94,9 @@ class Pool:
             self.release(connection)
         logger.info("pool %r opened", self)
 
-    def take(self) -> Connection | None:
-        """An idle connection ready for use at once, or None (then :meth:`acquire`):
-        the common case without a coroutine."""
-        if self.check or self._closed:
-            return None
+    def _pop_live(self) -> Connection | None:
+        """The most recently returned idle connection not expired nor known dead (those
+        found on the way are closed), or None."""
         idle = self._idle
         while idle:
             connection = idle.pop()
@@ -108,16 +106,18 @@ class Pool:
             return connection
         return None
 
+    def take(self) -> Connection | None:
+        """An idle connection ready for use at once, or None (then :meth:`acquire`):
+        the common case without a coroutine."""
+        if self.check or self._closed:
+            return None
+        return self._pop_live()
+
     async def acquire(self, timeout: float | None = None) -> Connection:
         """Borrow a connection; wait up to ``timeout`` seconds when all are in use."""
         if self._closed:
             raise PoolClosed(f"The async pool of database {self.alias!r} is closed.")
-        idle = self._idle
-        while idle:
-            connection = idle.pop()
-            if self._expired(connection, time.monotonic()) or not connection.alive():
-                self._discard(connection)
-                continue
+        while (connection := self._pop_live()) is not None:
             if self.check and not await self._check(connection):
                 continue
             return connection

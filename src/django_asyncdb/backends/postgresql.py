@@ -258,15 +258,6 @@ class PgConnection(base.Connection):
         rows = _loaded_rows(cursor)
         return rows if rows is not None else await cursor.fetchall()  # psycopg's error
 
-    async def fetchone(self, sql: str, params: Params) -> Row | None:
-        """Run a query and return its first row."""
-        cursor = self.cursor
-        await self._execute(cursor, sql, params)
-        rows = _loaded_rows(cursor)
-        if rows is None:
-            return await cursor.fetchone()  # psycopg's error
-        return rows[0] if rows else None
-
     async def run(self, sql: str, params: Params) -> Result:
         """Run any statement."""
         cursor = self.cursor
