@@ -64,6 +64,15 @@ def tests(session: nox.Session, django: str) -> None:
     is set), with the example bookshop's end-to-end tests (tests/test_example.py)."""
     _install(session, django, "dev,bench,example")
     session.run("pytest", *session.posargs)
+    if not session.posargs and django == LEGS[-1][1]:
+        # Again on uvloop, the loop uvicorn runs when installed (the example and the
+        # benchmarks, which run on it already, are left out).
+        session.run(
+            "pytest",
+            "--ignore=tests/test_example.py",
+            "--ignore=tests/test_benchmarks.py",
+            env={"ASYNCDB_TEST_LOOP": "uvloop"},
+        )
     # pytest-django's own fixtures, on the test databases it creates.
     session.run("pytest", "-c", "tests_pytest_django/pytest.ini", "tests_pytest_django")
 

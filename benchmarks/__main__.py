@@ -6,6 +6,9 @@ operation. Writes a markdown report and PNG charts to the results folder.
 
     python -m benchmarks [--database postgresql sqlite mariadb] [--rounds 3] [--seconds 1]
     python -m benchmarks --callgrind WORKLOAD [--database postgresql] [--systems ...]
+
+The async systems run on uvloop when it is installed, as uvicorn does (``--loop asyncio``
+for asyncio's own loop).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import bench_app, machine
+from benchmarks import bench_app, loops, machine
 from benchmarks.workloads import BY_KEY, WORKLOADS
 
 SYSTEMS = [
@@ -173,6 +176,7 @@ def environment() -> dict[str, str]:
         "tortoise-orm",
         "asyncpg",
         "sqlalchemy",
+        "uvloop",
     ]
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -325,6 +329,12 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument(
+        "--loop",
+        choices=loops.CHOICES,
+        help="the event loop of the async systems (default: uvloop when installed, as "
+        "uvicorn runs; asyncio's own otherwise)",
+    )
+    parser.add_argument(
         "--callgrind",
         metavar="WORKLOAD",
         nargs="+",
@@ -342,6 +352,7 @@ def main() -> None:
         "the many-row workloads)",
     )
     args = parser.parse_args()
+    loop = loops.choose(args.loop)  # the workers inherit it
     if args.database is None:
         args.database = []
         for database in DRIVERS:
@@ -363,7 +374,8 @@ def main() -> None:
         "",
         f"Median of {args.rounds} rounds of {args.seconds:g} s per workload; each system in its "
         "own process, systems alternating within each round. Django's sync ORM runs the "
-        "concurrent workloads on one thread per client.",
+        f"concurrent workloads on one thread per client. The async systems run on {loop}'s "
+        "event loop.",
     ]
     for database in args.database:
         subprocess.run(
@@ -478,10 +490,11 @@ def callgrind_report(args: argparse.Namespace) -> None:
                 print(f"{database} {key} {system}: {counts[(system, key)]:,.0f}", file=sys.stderr)
         lines = [
             f"Client instructions per operation, thousands ({database}; valgrind's callgrind, "
-            "the difference of two runs of different op counts):",
+            "the difference of two runs of different op counts; the async systems on "
+            f"{loops.chosen()}'s event loop):",
             "",
             f"`python -m benchmarks --database {database} --systems {' '.join(args.systems)} "
-            f"--callgrind {' '.join(args.callgrind)}`",
+            f"--callgrind {' '.join(args.callgrind)} --loop {loops.chosen()}`",
             "",
             "| workload | " + " | ".join(_heads(database, systems)) + " | asyncdb / Django sync | "
             "asyncdb / Tortoise |",

@@ -4,6 +4,7 @@ Django's ORM sync and async; each layer in its own process.
 
     python -m benchmarks.layers [--database postgresql] [--statement insert|get]
                                 [--ops 2000] [--rounds 3] [--callgrind] [--layers ...]
+                                [--loop uvloop|asyncio]
 
 Client CPU µs per statement (median of rounds, process CPU time) by default; with
 ``--callgrind``, client instructions per statement (two valgrind runs of different op
@@ -14,7 +15,6 @@ difference of two neighbouring rows is what the upper layer adds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_app, data
+from benchmarks import bench_app, data, loops
 from benchmarks.workloads import fields
 
 # name -> (label, sync, databases it runs on)
@@ -167,7 +167,7 @@ def child(layer: str, database: str, kind: str, ops: int, rounds: int) -> list[f
         for close in cleanup:
             await close()
 
-    asyncio.run(main())
+    loops.run(main())
     return figures
 
 
@@ -207,6 +207,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument("--layers", nargs="+", choices=list(LAYERS), help="only these layers")
+    parser.add_argument(
+        "--loop",
+        choices=loops.CHOICES,
+        help="the async layers' event loop (default: uvloop if installed)",
+    )
     parser.add_argument("--child", choices=list(LAYERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.database = args.database or "postgresql"
@@ -214,13 +219,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.database, args.statement, args.ops, args.rounds)))
         return
+    loop = loops.choose(args.loop)  # the children inherit it
     prepare = f"import benchmarks.__main__ as m; m.prepare({args.database!r})"
     subprocess.run([sys.executable, "-c", prepare], check=True)
     data.reset(args.database)
     layers = [k for k, v in LAYERS.items() if not v[2] or args.database in v[2]]
     layers = [k for k in layers if not args.layers or k in args.layers]
     unit = "instructions per statement" if args.callgrind else "client CPU µs per statement"
-    print(f"{args.statement}, {args.database}, {unit}:")
+    print(f"{args.statement}, {args.database}, {unit} (async layers on {loop}'s loop):")
     previous: float | None = None
     for layer in layers:
         if args.callgrind:

@@ -5,14 +5,13 @@ python -m benchmarks.memory DATABASE   (streams the table; prints the measuremen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import resource
 import subprocess
 import sys
 from typing import Any
 
-from benchmarks import bench_app, data
+from benchmarks import bench_app, data, loops
 
 
 def fill(database: str, rows: int) -> None:
@@ -64,7 +63,7 @@ def stream(database: str) -> dict[str, Any]:
         await django_asyncdb.close_pools()
         return {"seen": seen, "before_mb": before, "peak_mb": _peak_mb()}
 
-    return asyncio.run(main())
+    return loops.run(main())
 
 
 def measure(database: str, rows: int) -> dict[str, Any]:

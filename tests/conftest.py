@@ -2,6 +2,9 @@
 
 SQLite always runs. PostgreSQL and MariaDB run whenever their server is reachable, and
 must run under CI=true (then an unreachable server fails the run instead of skipping).
+
+ASYNCDB_TEST_LOOP=uvloop runs every event loop of the tests on uvloop (uvicorn's loop
+when it is installed) instead of asyncio's own.
 """
 
 import asyncio
@@ -12,6 +15,13 @@ import tempfile
 import django
 import pytest
 from django.conf import settings
+
+if os.environ.get("ASYNCDB_TEST_LOOP", "asyncio") == "uvloop":
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+elif os.environ.get("ASYNCDB_TEST_LOOP", "asyncio") != "asyncio":
+    raise SystemExit("ASYNCDB_TEST_LOOP is asyncio or uvloop")
 
 
 def _free_port() -> int:

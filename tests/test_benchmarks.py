@@ -49,6 +49,8 @@ def test_benchmark_command_on_sqlite(tmp_path):
     assert "| get by pk, 50 concurrent tasks |" in report
     assert "| TPC-B-like transfer, 50 concurrent clients |" in report
     assert "Client CPU per operation" in report
+    loop = "uvloop" if _importable("uvloop") else "asyncio"
+    assert f"The async systems run on {loop}'s event loop." in report
     assert "| 3,000 | 3,000 |" in report  # aiterator saw every row
     assert (results / "sqlite.png").stat().st_size > 10_000
     measured = json.loads((results / "sqlite.json").read_text())
@@ -140,17 +142,18 @@ def _layers(tmp_path, *args):
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    return {
-        line[:52].strip(): float(line[52:].split()[0].replace(",", ""))
-        for line in result.stdout.splitlines()[1:]
-    }
+    head, *lines = result.stdout.splitlines()
+    return head, {line[:52].strip(): float(line[52:].split()[0].replace(",", "")) for line in lines}
 
 
-@pytest.mark.parametrize("statement", ["insert", "get"])
-def test_layers_command_on_sqlite(tmp_path, statement):
-    figures = _layers(
-        tmp_path, "--database", "sqlite", "--statement", statement, "--ops", "50", "--rounds", "1"
+@pytest.mark.parametrize(("statement", "loop"), [("insert", "asyncio"), ("get", "uvloop")])
+def test_layers_command_on_sqlite(tmp_path, statement, loop):
+    head, figures = _layers(
+        tmp_path,
+        *("--database", "sqlite", "--statement", statement, "--ops", "50", "--rounds", "1"),
+        *("--loop", loop),
     )
+    assert head.endswith(f"(async layers on {loop}'s loop):"), head
     assert list(figures) == [
         "the sync driver's cursor (Django's connection)",
         "Django's sync cursor, connection.cursor()",
@@ -164,7 +167,7 @@ def test_layers_command_on_sqlite(tmp_path, statement):
 
 def test_layers_command_counts_instructions_on_postgresql(tmp_path):
     _need_valgrind_and_postgresql()
-    figures = _layers(
+    _, figures = _layers(
         tmp_path,
         *("--database", "postgresql", "--callgrind", "--ops", "40"),
         *("--layers", "psycopg-async", "package-connection"),

@@ -4,10 +4,9 @@ transaction differs, as Django has no async one."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from benchmarks import bench_app, data
+from benchmarks import bench_app, data, loops
 from benchmarks.workloads import (
     BATCH,
     BULK,
@@ -224,7 +223,7 @@ def _run_async(database: str, seconds: float, keys: list[str], native: bool) -> 
             await django_asyncdb.close_pools()
         return results
 
-    return asyncio.run(main())
+    return loops.run(main())
 
 
 def run_django_async(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:

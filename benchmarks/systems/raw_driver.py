@@ -11,7 +11,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import Any
 
-from benchmarks import bench_app, data
+from benchmarks import bench_app, data, loops
 from benchmarks.workloads import (
     BATCH,
     BULK,
@@ -346,4 +346,4 @@ def run(
                 await connection.close()
         return results
 
-    return asyncio.run(main())
+    return loops.run(main())

@@ -3,7 +3,6 @@ tables; a session per operation, as a request handler would use."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,7 +30,7 @@ from sqlalchemy.orm import (
     selectinload,
 )
 
-from benchmarks import bench_app, data
+from benchmarks import bench_app, data, loops
 from benchmarks.workloads import (
     BATCH,
     BULK,
@@ -232,4 +231,4 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
             await engine.dispose()
         return results
 
-    return asyncio.run(main())
+    return loops.run(main())

@@ -3,13 +3,12 @@ same tables."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tortoise import Tortoise, fields, models
 from tortoise.transactions import in_transaction
 
-from benchmarks import bench_app, data
+from benchmarks import bench_app, data, loops
 from benchmarks.workloads import (
     BATCH,
     BULK,
@@ -175,4 +174,4 @@ def run(database: str, seconds: float, keys: list[str]) -> dict[str, Measured]:
             await Tortoise.close_connections()
         return results
 
-    return asyncio.run(main())
+    return loops.run(main())
