@@ -35,6 +35,7 @@ def test_overrides():
         ({"ENABLED": "yes"}, "ENABLED"),
         ({"POOL_SIZE": 3}, "POOL_SIZE"),
         ({"MIN_SIZE": 5, "MAX_SIZE": 2}, "MIN_SIZE"),
+        ({"INLINE": False}, "INLINE"),  # SQLite's only
     ],
 )
 def test_invalid_settings_name_alias_and_key(raw, key):
@@ -42,6 +43,15 @@ def test_invalid_settings_name_alias_and_key(raw, key):
         conf.parse("replica", "postgresql", raw)
     assert "'replica'" in str(info.value)
     assert key in str(info.value)
+
+
+def test_sqlite_inline_setting():
+    assert conf.parse("default", "sqlite", None).inline
+    assert not conf.parse("default", "sqlite", {"INLINE": False}).inline
+    with pytest.raises(ImproperlyConfigured, match=r"\['INLINE'\] must be True or False"):
+        conf.parse("default", "sqlite", {"INLINE": 1})
+    with pytest.raises(ImproperlyConfigured, match="SQLite only"):
+        conf.parse("default", "mysql", {"INLINE": True})
 
 
 def test_not_a_dict():

@@ -30,6 +30,7 @@ class AsyncSettings:
     max_idle: float | None = 600.0
     max_lifetime: float | None = 3600.0
     check: bool = False
+    inline: bool = True
 
 
 def _check_number(alias: str, key: str, value: Any, *, minimum: float, allow_none: bool) -> None:
@@ -68,6 +69,7 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
         "MAX_IDLE": "max_idle",
         "MAX_LIFETIME": "max_lifetime",
         "CHECK": "check",
+        "INLINE": "inline",
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -79,7 +81,12 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
                 f"known keys: {', '.join(sorted(known))}."
             )
         values[known[key]] = value
-    for key in ("ENABLED", "CHECK"):
+    if "inline" in values and vendor != "sqlite":
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['ASYNC']['INLINE'] applies to SQLite only (running short "
+            f"statements on the event loop's thread); {vendor} statements never block it."
+        )
+    for key in ("ENABLED", "CHECK", "INLINE"):
         if not isinstance(values.get(known[key], True), bool):
             raise ImproperlyConfigured(
                 f"DATABASES[{alias!r}]['ASYNC'][{key!r}] must be True or False, "

@@ -17,6 +17,7 @@ from django.db import ProgrammingError, connections
 from . import conf
 from . import connections as seam
 from .backends.base import Params, Result, Row
+from .bridge import await_
 
 __all__ = ["AsyncCursor", "BridgeCursor", "cursor"]
 
@@ -120,8 +121,6 @@ class BridgeCursor(_Buffered):
 
     def execute(self, sql: str, params: Params = None) -> BridgeCursor:
         """Run one statement natively and keep its result."""
-        from .bridge import await_
-
         # Django's CursorWrapper around this cursor logs the statement itself.
         try:
             self._keep(await_(seam.run(self.alias, sql, params, logged=False)))

@@ -1,4 +1,31 @@
-"""SQLite through aiosqlite, with Django's own connection set-up (functions, pragmas)."""
+"""SQLite through aiosqlite, with Django's own connection set-up (functions, pragmas).
+
+Short statements run on the event loop's thread (``ASYNC["INLINE"]``, on by default):
+a trip to aiosqlite's worker thread costs about a hundred times what a one-row
+statement does. The rules keep the loop from waiting and the result what the worker
+thread would give:
+
+- Nothing runs on the loop while a job of the connection's is still in the worker
+  thread (a cancelled task's job runs to its end there), nor on a broken connection.
+- Every statement on the loop runs with the busy timeout at 0: a lock is refused at
+  once instead of waited for. SQLite takes a statement's locks before it does anything,
+  so a refused statement (SQLITE_BUSY, SQLITE_BUSY_RECOVERY) did nothing and runs again
+  in the worker thread, where it waits as it always did. Other errors are the
+  statement's own, wherever it runs.
+- Reads (``SELECT``, rows fetched at once) run there with a progress handler that stops
+  them after about 20,000 steps; an interrupted read-only statement changed nothing
+  (SQLite rolls nothing back for it) and runs again in the worker thread.
+- One-row ``INSERT ... VALUES`` (no query inside, no upsert), ``SAVEPOINT`` and
+  ``RELEASE`` run there inside a transaction the connection began, with cache spilling
+  off for the statement (dirty pages stay in memory until COMMIT writes them, in the
+  worker thread). Writes are never interrupted: SQLite would roll back the whole
+  transaction.
+- A statement that took more than 2 ms there (disk reads, a trigger, a costly step the
+  progress handler does not see) goes to the worker thread from then on.
+- Everything else goes to the worker thread: COMMIT and ROLLBACK (they write the
+  journal to disk), ROLLBACK TO, UPDATE, DELETE, schema changes, writes outside a
+  transaction, streams.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +60,46 @@ def _convert(sql: str, params: Params) -> str:
     return _qmark(sql)
 
 
+# What may run on the loop's thread (see the module's docstring).
+_THREAD, _READ, _INSERT, _SAVEPOINT = 0, 1, 2, 3
+# A read on the loop is stopped after _READ_CHECKS progress checks of _READ_STEPS
+# virtual-machine steps each (tens of microseconds to a few milliseconds of work)
+# and runs again in the worker thread.
+_READ_STEPS = 1000
+_READ_CHECKS = 20
+# Errors after which a statement refused on the loop runs again in the worker thread:
+# a lock refused before the statement did anything (SQLITE_BUSY, SQLITE_BUSY_RECOVERY).
+# Not BUSY_SNAPSHOT (a retry cannot succeed) nor a shared cache's LOCKED (never waited
+# for): those are the statement's error wherever it runs.
+_RETRY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY)
+_INTERRUPT = sqlite3.SQLITE_INTERRUPT
+# A statement that took longer than this on the loop (disk reads, a trigger, a costly
+# step the progress handler does not see) runs in the worker thread from then on.
+_SLOW_SECONDS = 0.002
+_SLOW_KEPT = 1000
+_slow: set[str] = set()
+
+
+@lru_cache(maxsize=2048)
+def _kind(sql: str) -> int:
+    """Where a statement (placeholders converted) may run."""
+    text = sql.lstrip().upper()
+    if text.startswith("SELECT"):
+        return _READ
+    if (
+        text.startswith("INSERT INTO")
+        and " VALUES" in text
+        # one row of values, no query inside, no conflict clause (an upsert may update)
+        and "), (" not in text
+        and "SELECT" not in text
+        and " ON CONFLICT" not in text
+    ):
+        return _INSERT
+    if text.startswith(("SAVEPOINT ", "RELEASE ")):  # ROLLBACK TO replays the journal
+        return _SAVEPOINT
+    return _THREAD
+
+
 _features_classes: dict[type, type] = {}
 
 
@@ -60,18 +127,20 @@ def _features_with_limits(cls: type) -> type:
 
 
 class SqliteStream(base.Stream):
-    """An sqlite3 cursor stepped with fetchmany: rows are produced lazily."""
+    """An sqlite3 cursor stepped with fetchmany in the worker thread: rows are produced
+    lazily."""
 
-    def __init__(self, cursor: aiosqlite.Cursor) -> None:
+    def __init__(self, connection: SqliteConnection, cursor: sqlite3.Cursor) -> None:
+        self.connection = connection
         self.cursor = cursor
 
     async def fetch(self, size: int) -> list[Row]:
         """Fetch up to ``size`` rows."""
-        return list(await self.cursor.fetchmany(size))
+        return list(await self.connection._trip(self.cursor.fetchmany, size))
 
     async def close(self) -> None:
         """Close the cursor."""
-        await self.cursor.close()
+        await self.connection._trip(self.cursor.close)
 
 
 class SqliteConnection(base.Connection):
@@ -79,26 +148,52 @@ class SqliteConnection(base.Connection):
 
     driver = sqlite3
 
-    def __init__(self, raw: aiosqlite.Connection, begin_sql: str) -> None:
+    def __init__(
+        self, raw: aiosqlite.Connection, begin_sql: str, *, inline: bool, busy_ms: int, spill: int
+    ) -> None:
         self.raw = raw
         self.begin_sql = begin_sql
         self.closed = False
         self._stopped = False  # aiosqlite's thread told to end
         self.created = self.last_used = time.monotonic()
+        self.inline = inline
+        self._restore_busy = f"PRAGMA busy_timeout = {busy_ms}"
+        self._restore_spill = f"PRAGMA cache_spill = {spill}"
+        # Jobs handed to the worker thread and not finished there (a cancelled task's
+        # job still runs): nothing runs on the loop's thread meanwhile.
+        self._in_worker = 0
+        # While this connection's own BEGIN is open: True (reset when SQLite says the
+        # transaction ended).
+        self._began = False
+        self._checks = 0
+
+    async def _trip(self, function: Any, *args: Any) -> Any:
+        """Run ``function(*args)`` in aiosqlite's worker thread."""
+        self._in_worker += 1
+        return await self.raw._execute(self._counted, function, *args)
+
+    def _counted(self, function: Any, *args: Any) -> Any:
+        try:
+            return function(*args)
+        finally:
+            self._in_worker -= 1
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
-        if self.pending:
-            return (await self.run(sql, params)).rows
-        return list(await self.raw.execute_fetchall(_convert(sql, params), params or ()))
+        return (await self.run(sql, params)).rows
 
     async def run(self, sql: str, params: Params) -> Result:
-        """Run any statement: one trip to aiosqlite's thread, not one per cursor call."""
+        """Run any statement: on the loop's thread when it qualifies, else in one trip to
+        aiosqlite's thread (not one per cursor call)."""
         pending, self.pending = self.pending, ""
+        sql, params = _convert(sql, params), params or ()
         try:
-            return await self.raw._execute(
-                self._run_in_thread, _convert(sql, params), params or (), pending
-            )
+            begin = pending
+            if self.inline:
+                result, begin = self._run_on_loop(sql, params, pending)
+                if result is not None:
+                    return result
+            return await self._trip(self._run_in_thread, sql, params, begin)
         except Exception:
             if pending and not self.raw.in_transaction:
                 # BEGIN itself failed (a locked database), or SQLite ended the
@@ -106,32 +201,106 @@ class SqliteConnection(base.Connection):
                 self.unbegun = True
             raise
 
-    def _run_in_thread(self, sql: str, params: Any, begin: str = "") -> Result:
-        if begin:
-            self.raw._conn.execute(begin)
-        cursor = self.raw._conn.execute(sql, params)
+    def _run_on_loop(self, sql: str, params: Any, begin: str) -> tuple[Result | None, str]:
+        """Run the statement here if the rules allow (the module's docstring): its result,
+        or None (and the BEGIN still to send) for the worker thread."""
+        kind = _kind(sql)
+        connection = self.raw._connection
+        if (
+            kind == _THREAD
+            or connection is None
+            or self.broken
+            or self._in_worker
+            or sql in _slow
+            or (begin and kind == _SAVEPOINT)
+            or (kind != _READ and not begin and not (self._began and connection.in_transaction))
+        ):
+            return None, begin
+        writes = kind != _READ
+        connection.execute("PRAGMA busy_timeout = 0")  # a lock refused at once, never waited for
+        if writes:
+            connection.execute("PRAGMA cache_spill = OFF")  # pages written at COMMIT, not here
+        started = time.perf_counter()
         try:
-            description = cursor.description
-            rows = cursor.fetchall() if description is not None else []
-            return Result(
-                list(description) if description else None,
-                rows,
-                cursor.rowcount,
-                cursor.lastrowid,
-            )
+            if begin:
+                try:
+                    connection.execute(begin)
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", None) in _RETRY:
+                        return None, begin
+                    raise
+                self._began = True
+                begin = ""
+            if not writes:
+                self._checks = 0
+                connection.set_progress_handler(self._progress, _READ_STEPS)
+            try:
+                return self._execute(connection, sql, params), begin
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if code in _RETRY or (code == _INTERRUPT and self._checks > _READ_CHECKS):
+                    return None, begin
+                raise
+            finally:
+                if not writes:
+                    connection.set_progress_handler(None, 0)
         finally:
-            cursor.close()
+            connection.execute(self._restore_busy)
+            if writes:
+                connection.execute(self._restore_spill)
+            if time.perf_counter() - started > _SLOW_SECONDS:
+                if len(_slow) >= _SLOW_KEPT:
+                    _slow.clear()
+                _slow.add(sql)  # this statement goes to the worker thread from now on
+
+    def _progress(self) -> int:
+        """Stop a read on the loop's thread that runs too long (it runs again in the
+        worker thread)."""
+        self._checks += 1
+        return self._checks > _READ_CHECKS
+
+    def _run_in_thread(self, sql: str, params: Any, begin: str = "") -> Result:
+        connection = self.raw._conn
+        if begin:
+            connection.execute(begin)
+            self._began = True
+        result = self._execute(connection, sql, params)
+        if sql == self.begin_sql:
+            self._began = True
+        return result
+
+    def _execute(self, connection: sqlite3.Connection, sql: str, params: Any) -> Result:
+        try:
+            cursor = connection.execute(sql, params)
+            try:
+                description = cursor.description
+                # Every row now (a RETURNING statement is finished, so a RELEASE after
+                # it is not refused).
+                rows = cursor.fetchall() if description is not None else []
+                return Result(
+                    list(description) if description else None,
+                    rows,
+                    cursor.rowcount,
+                    cursor.lastrowid,
+                )
+            finally:
+                cursor.close()
+        finally:
+            if self._began and not connection.in_transaction:
+                self._began = False  # committed, rolled back, or ended by SQLite
 
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> SqliteStream:
-        """Start stepping a query."""
+        """Start stepping a query (in the worker thread: a stream's size is unknown)."""
         if self.pending:
             await self.begin()
-        return SqliteStream(await self.raw.execute(_convert(sql, params), params or ()))
+        connection = self.raw._conn
+        cursor = await self._trip(connection.execute, _convert(sql, params), params or ())
+        return SqliteStream(self, cursor)
 
     async def begin(self) -> None:
         """BEGIN, with OPTIONS['transaction_mode'] as Django uses it."""
         self.pending = ""
-        await self.run(self.begin_sql, None)
+        await self._trip(self._run_in_thread, self.begin_sql, ())
 
     async def begin_with_next(self) -> None:
         """BEGIN runs in aiosqlite's thread in the same trip as the next statement (each
@@ -212,10 +381,17 @@ class Backend(base.Backend):
             connection: sqlite3.Connection = wrapper.get_new_connection(params)
             connection.isolation_level = None
             self.max_query_params = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            # The busy timeout it waits with (Django's OPTIONS["timeout"], or an
+            # init_command's PRAGMA), restored after statements run on the loop with 0.
+            pragmas.append(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+            pragmas.append(connection.execute("PRAGMA cache_spill").fetchone()[0])
             return connection
 
+        pragmas: list[int] = []
         raw = await aiosqlite.Connection(connector, 64)
-        return SqliteConnection(raw, begin_sql)
+        return SqliteConnection(
+            raw, begin_sql, inline=self.settings.inline, busy_ms=pragmas[0], spill=pragmas[1]
+        )
 
     def install_facts(self, wrapper: BaseDatabaseWrapper) -> None:
         """Django 6 reads ``features.max_query_params`` from the live sync connection."""
