@@ -254,7 +254,7 @@ def test_lock_wait_past_the_timeout_is_djangos_error_and_leaves_nothing_open(tri
     ("sql", "where"),
     [
         ('SELECT "a" FROM "t" WHERE "id" = ?', "read"),
-        ('  select 1', "read"),
+        ("  select 1", "read"),
         ('INSERT INTO "t" ("a", "b") VALUES (?, ?) RETURNING "t"."id"', "insert"),
         ('INSERT INTO "t" ("a") VALUES (?), (?)', "thread"),  # bulk_create's rows
         ('INSERT INTO "t" ("a") SELECT "a" FROM "u"', "thread"),
@@ -282,8 +282,8 @@ def test_which_statements_may_run_on_the_loop(sql, where):
 
 def test_a_slow_statement_goes_to_the_worker_thread_from_then_on(trips):
     """One step the progress handler cannot stop (a backtracking REGEXP, Django's
-    Python function) made a read slow on the loop: the same statement then runs in the
-    worker thread, and gives the same answer."""
+    Python function) made a read slow on the loop three times in a row: the same
+    statement then runs in the worker thread, and gives the same answer."""
     from django_asyncdb.backends import sqlite
 
     sql = "SELECT %s REGEXP %s"
@@ -293,7 +293,7 @@ def test_a_slow_statement_goes_to_the_worker_thread_from_then_on(trips):
         await _warm()
         answers = []
         counts = []
-        for _ in range(2):
+        for _ in range(4):
             before = trips[0]
             async with django_asyncdb.cursor() as cursor:
                 await cursor.execute(sql, params)
@@ -303,10 +303,11 @@ def test_a_slow_statement_goes_to_the_worker_thread_from_then_on(trips):
 
     try:
         answers, counts = arun(main)
-        assert counts == [0, 1]
-        assert answers == [(0,), (0,)]
+        assert counts == [0, 0, 0, 1]
+        assert answers == [(0,)] * 4
     finally:
         sqlite._slow.clear()
+        sqlite._strikes.clear()
 
 
 def test_inserts_on_the_loop_write_no_page_before_commit(trips, sqlite_options):
@@ -382,3 +383,24 @@ def test_cancelled_wait_in_the_worker_thread_leaves_nothing_half_done(trips):
     assert not reused
     assert names == ["inline after"]
     assert after_trips == 1  # the COMMIT
+
+
+def test_worker_thread_jobs_run_with_the_projects_pragmas(trips, sqlite_options):
+    """Statements on the loop set the busy timeout to 0 and cache spilling off; a job in
+    the worker thread after them sees the project's values (OPTIONS timeout 3 s, the
+    default spill threshold), and the next statement on the loop sets them again."""
+    sqlite_options(timeout=3)
+    default_spill = sqlite3.connect(":memory:").execute("PRAGMA cache_spill").fetchone()[0]
+
+    async def main():
+        async with django_asyncdb.cursor() as cursor:
+            seen = []
+            for _ in range(2):
+                await cursor.execute("SELECT 1")  # on the loop
+                await cursor.execute("PRAGMA busy_timeout")  # in the worker thread
+                seen.append(await cursor.fetchone())
+                await cursor.execute("PRAGMA cache_spill")
+                seen.append(await cursor.fetchone())
+            return seen
+
+    assert arun(main) == [(3000,), (default_spill,)] * 2

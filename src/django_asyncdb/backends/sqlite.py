@@ -7,21 +7,21 @@ thread would give:
 
 - Nothing runs on the loop while a job of the connection's is still in the worker
   thread (a cancelled task's job runs to its end there), nor on a broken connection.
-- Every statement on the loop runs with the busy timeout at 0: a lock is refused at
-  once instead of waited for. SQLite takes a statement's locks before it does anything,
-  so a refused statement (SQLITE_BUSY, SQLITE_BUSY_RECOVERY) did nothing and runs again
-  in the worker thread, where it waits as it always did. Other errors are the
-  statement's own, wherever it runs.
+- Statements on the loop run with the busy timeout at 0 (a lock is refused at once
+  instead of waited for) and cache spilling off (dirty pages stay in memory until
+  COMMIT writes them, in the worker thread); the first of them sets both, the next
+  job in the worker thread puts the project's values back before it runs. SQLite takes
+  a statement's locks before it does anything, so a refused statement (SQLITE_BUSY,
+  SQLITE_BUSY_RECOVERY) did nothing and runs again in the worker thread, where it
+  waits as it always did. Other errors are the statement's own, wherever it runs.
 - Reads (``SELECT``, rows fetched at once) run there with a progress handler that stops
   them after about 20,000 steps; an interrupted read-only statement changed nothing
   (SQLite rolls nothing back for it) and runs again in the worker thread.
 - One-row ``INSERT ... VALUES`` (no query inside, no upsert), ``SAVEPOINT`` and
-  ``RELEASE`` run there inside a transaction the connection began, with cache spilling
-  off for the statement (dirty pages stay in memory until COMMIT writes them, in the
-  worker thread). Writes are never interrupted: SQLite would roll back the whole
-  transaction.
-- A statement that took more than 2 ms there (disk reads, a trigger, a costly step the
-  progress handler does not see) goes to the worker thread from then on.
+  ``RELEASE`` run there inside a transaction the connection began. Writes are never
+  interrupted: SQLite would roll back the whole transaction.
+- A statement that took more than 2 ms of CPU there three times in a row (a trigger, a
+  costly step the progress handler does not see) goes to the worker thread from then on.
 - Everything else goes to the worker thread: COMMIT and ROLLBACK (they write the
   journal to disk), ROLLBACK TO, UPDATE, DELETE, schema changes, writes outside a
   transaction, streams.
@@ -73,11 +73,26 @@ _READ_CHECKS = 20
 # for): those are the statement's error wherever it runs.
 _RETRY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY)
 _INTERRUPT = sqlite3.SQLITE_INTERRUPT
-# A statement that took longer than this on the loop (disk reads, a trigger, a costly
-# step the progress handler does not see) runs in the worker thread from then on.
+# A statement that took longer than this on the loop, in its thread's CPU time (a
+# trigger, a costly step the progress handler does not see), three times in a row,
+# runs in the worker thread from then on.
 _SLOW_SECONDS = 0.002
+_SLOW_STRIKES = 3  # times in a row (a garbage collection pause is not the statement's)
 _SLOW_KEPT = 1000
 _slow: set[str] = set()
+_strikes: dict[str, int] = {}
+
+
+def _slow_again(sql: str) -> None:
+    """The statement was slow on the loop; the third time in a row, it goes to the worker
+    thread from then on."""
+    strikes = _strikes[sql] = _strikes.get(sql, 0) + 1
+    if strikes < _SLOW_STRIKES:
+        return
+    del _strikes[sql]
+    if len(_slow) >= _SLOW_KEPT:
+        _slow.clear()
+    _slow.add(sql)
 
 
 @lru_cache(maxsize=2048)
@@ -162,6 +177,10 @@ class SqliteConnection(base.Connection):
         # Jobs handed to the worker thread and not finished there (a cancelled task's
         # job still runs): nothing runs on the loop's thread meanwhile.
         self._in_worker = 0
+        # Busy timeout 0 and cache spilling off, as statements on the loop need them:
+        # set by the first of them, kept while the next ones run there too, and undone
+        # by the next job in the worker thread, before it runs.
+        self._on_loop_pragmas = False
         # While this connection's own BEGIN is open: True (reset when SQLite says the
         # transaction ended).
         self._began = False
@@ -174,6 +193,11 @@ class SqliteConnection(base.Connection):
 
     def _counted(self, function: Any, *args: Any) -> Any:
         try:
+            if self._on_loop_pragmas:  # the user's busy timeout and spilling again
+                connection = self.raw._conn
+                connection.execute(self._restore_busy)
+                connection.execute(self._restore_spill)
+                self._on_loop_pragmas = False
             return function(*args)
         finally:
             self._in_worker -= 1
@@ -216,11 +240,12 @@ class SqliteConnection(base.Connection):
             or (kind != _READ and not begin and not (self._began and connection.in_transaction))
         ):
             return None, begin
-        writes = kind != _READ
-        connection.execute("PRAGMA busy_timeout = 0")  # a lock refused at once, never waited for
-        if writes:
+        if not self._on_loop_pragmas:
+            connection.execute("PRAGMA busy_timeout = 0")  # a lock refused at once, never waited
             connection.execute("PRAGMA cache_spill = OFF")  # pages written at COMMIT, not here
-        started = time.perf_counter()
+            self._on_loop_pragmas = True
+        reads = kind == _READ
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             if begin:
                 try:
@@ -231,7 +256,7 @@ class SqliteConnection(base.Connection):
                     raise
                 self._began = True
                 begin = ""
-            if not writes:
+            if reads:
                 self._checks = 0
                 connection.set_progress_handler(self._progress, _READ_STEPS)
             try:
@@ -242,16 +267,17 @@ class SqliteConnection(base.Connection):
                     return None, begin
                 raise
             finally:
-                if not writes:
+                if reads:
                     connection.set_progress_handler(None, 0)
         finally:
-            connection.execute(self._restore_busy)
-            if writes:
-                connection.execute(self._restore_spill)
-            if time.perf_counter() - started > _SLOW_SECONDS:
-                if len(_slow) >= _SLOW_KEPT:
-                    _slow.clear()
-                _slow.add(sql)  # this statement goes to the worker thread from now on
+            if (
+                time.perf_counter() - started > _SLOW_SECONDS
+                # its own work, not time the process waited for a core on a busy machine
+                and time.thread_time() - cpu_started > _SLOW_SECONDS
+            ):
+                _slow_again(sql)
+            elif _strikes and sql in _strikes:
+                del _strikes[sql]
 
     def _progress(self) -> int:
         """Stop a read on the loop's thread that runs too long (it runs again in the
