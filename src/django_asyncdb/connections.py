@@ -341,12 +341,47 @@ async def _on_connection(alias: str, operation: Callable[[Connection], Awaitable
             return await operation(connection)
 
 
+def run_now(alias: str, sql: str, params: Params) -> Result | None:
+    """Run a statement at once, without awaiting, where the connection can (SQLite's
+    statements on the loop's thread: ``ASYNC["INLINE"]``); None: await :func:`run`.
+
+    Only when the connection is free for it now: a pooled one ready at once, or the
+    transaction's with no other task using it or waiting for it (their turns keep
+    their order).
+    """
+    settings = conf.get(alias)
+    if settings is None or not settings.inline or settings.vendor != "sqlite":
+        return None
+    level = current_level(alias)
+    if level is None:
+        found = pool(alias)
+        connection = found.take()
+        if connection is None:
+            return None
+        try:
+            with driver_errors(connection):
+                return connection.run_now(sql, params)
+        finally:
+            found.release(connection)
+    lock = level.lock
+    if lock.locked() or lock._waiters:
+        return None
+    transaction = level.transaction
+    transaction.check_usable(level)
+    connection = transaction.connection
+    with driver_errors(connection):
+        return connection.run_now(sql, params)
+
+
 async def fetchall(
     alias: str, sql: str, params: Params, wrapper: BaseDatabaseWrapper | None = None
 ) -> list[Row]:
     """Run a query and return all rows (``wrapper``: Django's for ``alias``, if at hand)."""
     if (wrapper or connections[alias]).queries_logged:
         return (await run(alias, sql, params)).rows
+    result = run_now(alias, sql, params)
+    if result is not None:
+        return result.rows
     return await _on_connection(alias, lambda c: c.fetchall(sql, params))
 
 
@@ -365,7 +400,9 @@ async def run(
     """
     log, holder = _logging(alias, sql, params, wrapper) if logged else (_no_logging, None)
     with log:
-        result = await _on_connection(alias, lambda c: c.run(sql, params))
+        result = run_now(alias, sql, params)
+        if result is None:
+            result = await _on_connection(alias, lambda c: c.run(sql, params))
         if holder is not None and result.query is not None:
             holder._query = result.query
     return result

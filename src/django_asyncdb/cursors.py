@@ -121,9 +121,13 @@ class BridgeCursor(_Buffered):
 
     def execute(self, sql: str, params: Params = None) -> BridgeCursor:
         """Run one statement natively and keep its result."""
-        # Django's CursorWrapper around this cursor logs the statement itself.
+        # Django's CursorWrapper around this cursor logs the statement itself. A
+        # statement the connection runs at once needs no switch to the task.
         try:
-            self._keep(await_(seam.run(self.alias, sql, params, logged=False)))
+            result = seam.run_now(self.alias, sql, params)
+            if result is None:
+                result = await_(seam.run(self.alias, sql, params, logged=False))
+            self._keep(result)
         except Exception as exc:
             # Logged as the driver sent it, as Django logs a failed statement.
             self._result = None

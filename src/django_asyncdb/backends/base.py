@@ -89,6 +89,11 @@ class Connection:
         """Run any statement and return its description, rows and row count."""
         raise NotImplementedError
 
+    def run_now(self, sql: str, params: Params) -> Result | None:
+        """Run the statement at once, without awaiting, if this connection can (SQLite's
+        on the loop's thread); None: the caller awaits :meth:`run`."""
+        return None
+
     def failed_query(self) -> Any:
         """The driver's record of the statement that just failed, as Django's logging
         reads it from a driver cursor (None if the driver keeps none)."""

@@ -225,6 +225,22 @@ class SqliteConnection(base.Connection):
                 self.unbegun = True
             raise
 
+    def run_now(self, sql: str, params: Params) -> Result | None:
+        """Run the statement on the loop's thread if the rules allow; None otherwise (and
+        a BEGIN that could not be sent stays pending for :meth:`run`)."""
+        if not self.inline:
+            return None
+        pending = self.pending
+        try:
+            result, left = self._run_on_loop(_convert(sql, params), params or (), pending)
+        except Exception:
+            self.pending = ""
+            if pending and not self.raw.in_transaction:
+                self.unbegun = True  # as in run()
+            raise
+        self.pending = "" if result is not None else left
+        return result
+
     def _run_on_loop(self, sql: str, params: Any, begin: str) -> tuple[Result | None, str]:
         """Run the statement here if the rules allow (the module's docstring): its result,
         or None (and the BEGIN still to send) for the worker thread."""
