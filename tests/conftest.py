@@ -201,6 +201,22 @@ def alias(request, schema):
 
 
 @pytest.fixture
+def sqlite_options():
+    """Set OPTIONS of the SQLite alias for one test (its new connections use them)."""
+    from django.db import connections
+
+    settings_dict = connections.settings["default"]
+    original = settings_dict.get("OPTIONS", {})
+
+    def set_options(**options):
+        settings_dict["OPTIONS"] = {**original, **options}
+
+    yield set_options
+    settings_dict["OPTIONS"] = original
+    connections["default"].close()
+
+
+@pytest.fixture
 def thread_hops(monkeypatch):
     """Record, by qualname, every function asgiref's SyncToAsync runs in a worker thread."""
     from asgiref.sync import SyncToAsync

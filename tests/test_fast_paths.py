@@ -434,7 +434,7 @@ def test_statement_larger_than_the_socket_buffer(schema):
     assert arun(main) == [(hashlib.md5(text.encode()).hexdigest(), len(text))]
 
 
-def test_sqlite_begin_that_fails_surfaces_as_django_and_leaves_nothing_open(schema):
+def test_sqlite_begin_that_fails_surfaces_as_django_and_leaves_nothing_open(schema, sqlite_options):
     """SQLite with transaction_mode IMMEDIATE while another connection holds the write
     lock: BEGIN (sent with the block's first statement) fails with Django's
     OperationalError, no ROLLBACK is attempted on a transaction that never began, the
@@ -446,9 +446,7 @@ def test_sqlite_begin_that_fails_surfaces_as_django_and_leaves_nothing_open(sche
     from conftest import SQLITE_PATH
     from testapp.models import Counter
 
-    settings_dict = connections.settings["default"]
-    original = settings_dict.get("OPTIONS", {})
-    settings_dict["OPTIONS"] = {**original, "transaction_mode": "IMMEDIATE", "timeout": 0.2}
+    sqlite_options(transaction_mode="IMMEDIATE", timeout=0.2)
     holder = sqlite3.connect(SQLITE_PATH, isolation_level=None)
 
     async def main():
@@ -476,8 +474,6 @@ def test_sqlite_begin_that_fails_surfaces_as_django_and_leaves_nothing_open(sche
         error, reused, count = arun(main)
     finally:
         holder.close()
-        settings_dict["OPTIONS"] = original
-        connections["default"].close()
     assert "locked" in str(error)
     assert reused
     assert count == 1

@@ -13,7 +13,7 @@ import threading
 
 import aiosqlite
 import pytest
-from django.db import OperationalError, connections, transaction
+from django.db import OperationalError, transaction
 
 import django_asyncdb
 from conftest import SQLITE_PATH, arun
@@ -40,20 +40,6 @@ def inline_off(monkeypatch):
     """The default alias with ASYNC["INLINE"] = False (for the pools of new loops)."""
     settings = conf.get("default")
     monkeypatch.setitem(conf._settings, "default", dataclasses.replace(settings, inline=False))
-
-
-@pytest.fixture
-def sqlite_options():
-    """Set OPTIONS of the default alias for one test (new connections use them)."""
-    settings_dict = connections.settings["default"]
-    original = settings_dict.get("OPTIONS", {})
-
-    def set_options(**options):
-        settings_dict["OPTIONS"] = {**original, **options}
-
-    yield set_options
-    settings_dict["OPTIONS"] = original
-    connections["default"].close()
 
 
 async def _warm():

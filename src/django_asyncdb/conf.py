@@ -60,7 +60,10 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
             f"DATABASES[{alias!r}]['ASYNC'] must be a dict, not {type(raw).__name__}."
         )
     # A private in-memory SQLite database exists once per connection: one connection only.
-    defaults = AsyncSettings(alias, vendor, max_size=1 if in_memory else 10)
+    # Statements run on the loop's thread only where they never wait on a server.
+    defaults = AsyncSettings(
+        alias, vendor, max_size=1 if in_memory else 10, inline=vendor == "sqlite"
+    )
     known = {
         "ENABLED": "enabled",
         "MIN_SIZE": "min_size",

@@ -350,11 +350,13 @@ def run_now(alias: str, sql: str, params: Params) -> Result | None:
     their order).
     """
     settings = conf.get(alias)
-    if settings is None or not settings.inline or settings.vendor != "sqlite":
+    if settings is None or not settings.inline or not in_event_loop():
+        return None  # (a worker thread of a task in an async block awaits on the loop)
+    found = pool(alias)
+    if not found.backend.runs_now(sql):
         return None
     level = current_level(alias)
     if level is None:
-        found = pool(alias)
         connection = found.take()
         if connection is None:
             return None
@@ -392,15 +394,17 @@ async def run(
     *,
     logged: bool = True,
     wrapper: BaseDatabaseWrapper | None = None,
+    now: bool = True,
 ) -> Result:
     """Run any statement; return description, rows, row count and last row id.
 
     ``logged=False`` for statements Django's own cursor wrapper already logs;
-    ``wrapper``: Django's for ``alias``, if at hand.
+    ``wrapper``: Django's for ``alias``, if at hand; ``now=False`` where the caller
+    already tried :func:`run_now`.
     """
     log, holder = _logging(alias, sql, params, wrapper) if logged else (_no_logging, None)
     with log:
-        result = run_now(alias, sql, params)
+        result = run_now(alias, sql, params) if now else None
         if result is None:
             result = await _on_connection(alias, lambda c: c.run(sql, params))
         if holder is not None and result.query is not None:

@@ -126,7 +126,7 @@ class BridgeCursor(_Buffered):
         try:
             result = seam.run_now(self.alias, sql, params)
             if result is None:
-                result = await_(seam.run(self.alias, sql, params, logged=False))
+                result = await_(seam.run(self.alias, sql, params, logged=False, now=False))
             self._keep(result)
         except Exception as exc:
             # Logged as the driver sent it, as Django logs a failed statement.

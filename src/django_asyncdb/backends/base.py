@@ -209,6 +209,11 @@ class Backend:
         """Open a new autocommit connection configured as Django configures its own."""
         raise NotImplementedError
 
+    def runs_now(self, sql: str) -> bool:
+        """Whether a connection may run the statement at once, without awaiting
+        (:meth:`Connection.run_now`): SQLite's short statements."""
+        return False
+
     def install_facts(self, wrapper: BaseDatabaseWrapper) -> None:
         """Give Django's wrapper the server facts it would otherwise connect to learn."""
 

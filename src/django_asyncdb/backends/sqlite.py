@@ -209,20 +209,16 @@ class SqliteConnection(base.Connection):
     async def run(self, sql: str, params: Params) -> Result:
         """Run any statement: on the loop's thread when it qualifies, else in one trip to
         aiosqlite's thread (not one per cursor call)."""
+        result = self.run_now(sql, params)
+        if result is not None:
+            return result
         pending, self.pending = self.pending, ""
-        sql, params = _convert(sql, params), params or ()
         try:
-            begin = pending
-            if self.inline:
-                result, begin = self._run_on_loop(sql, params, pending)
-                if result is not None:
-                    return result
-            return await self._trip(self._run_in_thread, sql, params, begin)
+            return await self._trip(
+                self._run_in_thread, _convert(sql, params), params or (), pending
+            )
         except Exception:
-            if pending and not self.raw.in_transaction:
-                # BEGIN itself failed (a locked database), or SQLite ended the
-                # transaction on the error: there is nothing to roll back.
-                self.unbegun = True
+            self._ended_unbegun(pending)
             raise
 
     def run_now(self, sql: str, params: Params) -> Result | None:
@@ -232,14 +228,19 @@ class SqliteConnection(base.Connection):
             return None
         pending = self.pending
         try:
-            result, left = self._run_on_loop(_convert(sql, params), params or (), pending)
+            result, self.pending = self._run_on_loop(_convert(sql, params), params or (), pending)
         except Exception:
             self.pending = ""
-            if pending and not self.raw.in_transaction:
-                self.unbegun = True  # as in run()
+            self._ended_unbegun(pending)
             raise
-        self.pending = "" if result is not None else left
         return result
+
+    def _ended_unbegun(self, pending: str) -> None:
+        """After a failed statement sent with a pending BEGIN: if BEGIN itself failed (a
+        locked database), or SQLite ended the transaction on the error, there is nothing
+        to roll back."""
+        if pending and not self.raw.in_transaction:
+            self.unbegun = True
 
     def _run_on_loop(self, sql: str, params: Any, begin: str) -> tuple[Result | None, str]:
         """Run the statement here if the rules allow (the module's docstring): its result,
@@ -304,12 +305,12 @@ class SqliteConnection(base.Connection):
     def _run_in_thread(self, sql: str, params: Any, begin: str = "") -> Result:
         connection = self.raw._conn
         if begin:
-            connection.execute(begin)
-            self._began = True
-        result = self._execute(connection, sql, params)
-        if sql == self.begin_sql:
-            self._began = True
-        return result
+            self._begin_in_thread(begin)
+        return self._execute(connection, sql, params)
+
+    def _begin_in_thread(self, begin: str) -> None:
+        self.raw._conn.execute(begin)
+        self._began = True
 
     def _execute(self, connection: sqlite3.Connection, sql: str, params: Any) -> Result:
         try:
@@ -342,7 +343,7 @@ class SqliteConnection(base.Connection):
     async def begin(self) -> None:
         """BEGIN, with OPTIONS['transaction_mode'] as Django uses it."""
         self.pending = ""
-        await self._trip(self._run_in_thread, self.begin_sql, ())
+        await self._trip(self._begin_in_thread, self.begin_sql)
 
     async def begin_with_next(self) -> None:
         """BEGIN runs in aiosqlite's thread in the same trip as the next statement (each
@@ -434,6 +435,11 @@ class Backend(base.Backend):
         return SqliteConnection(
             raw, begin_sql, inline=self.settings.inline, busy_ms=pragmas[0], spill=pragmas[1]
         )
+
+    def runs_now(self, sql: str) -> bool:
+        """Whether the statement may run on the loop's thread (the rules, as far as the
+        statement's text decides them)."""
+        return self.settings.inline and _kind(sql) != _THREAD
 
     def install_facts(self, wrapper: BaseDatabaseWrapper) -> None:
         """Django 6 reads ``features.max_query_params`` from the live sync connection."""
