@@ -14,11 +14,12 @@ import threading
 import aiosqlite
 import pytest
 from django.db import OperationalError, transaction
+from django.db.models import F
 
 import django_asyncdb
 from conftest import SQLITE_PATH, arun
 from django_asyncdb import conf
-from testapp.models import Author, Counter
+from testapp.models import Author, Counter, Team
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_inline_off_sends_every_statement_to_the_worker_thread(trips, inline_off
     assert rows == [(f"inline {n}", n) for n in range(20)] + [("inline nested", 99)]
 
 
-def test_updates_deletes_and_autocommit_writes_go_to_the_worker_thread(trips):
+def test_autocommit_writes_go_to_the_worker_thread(trips):
     async def main():
         await _warm()
         before = trips[0]
@@ -89,7 +90,99 @@ def test_updates_deletes_and_autocommit_writes_go_to_the_worker_thread(trips):
         await Counter.objects.filter(pk=counter.pk).adelete()
         return trips[0] - before
 
-    assert arun(main) == 4  # insert, update, BEGIN with the delete (Django's atomic), COMMIT
+    # The insert, the update; Django's delete runs in its own atomic block: BEGIN with
+    # the one-row DELETE on the loop, the COMMIT in the worker thread.
+    assert arun(main) == 3
+
+
+async def _edits(trips):
+    """Inside one atomic block: save(update_fields), an F() update by pk, a delete by pk
+    (each reaching one row by its key). Returns (trips in the block, rows after)."""
+    await _warm()
+    kept = await Counter.objects.acreate(name="one row kept", value=1)
+    gone = await Counter.objects.acreate(name="one row gone", value=2)
+    before = trips[0]
+    async with transaction.atomic():
+        kept.value = 10
+        await kept.asave(update_fields=["value"])
+        updated = await Counter.objects.filter(pk=kept.pk).aupdate(value=F("value") + 5)
+        missing = await Counter.objects.filter(pk=-1).aupdate(value=0)
+        deleted = await gone.adelete()
+    in_block = trips[0] - before
+    rows = [(c.name, c.value) async for c in Counter.objects.filter(name__startswith="one row ")]
+    await Counter.objects.filter(name__startswith="one row ").adelete()
+    return in_block, (updated, missing, deleted), rows
+
+
+def test_one_row_updates_and_deletes_in_a_block_run_on_the_loop(trips):
+    in_block, counts, rows = arun(_edits, trips)
+    assert in_block == 1  # the COMMIT
+    assert counts == (1, 0, (1, {"testapp.Counter": 1}))
+    assert rows == [("one row kept", 15)]
+
+
+def test_one_row_edits_give_what_the_worker_thread_gives(trips, inline_off):
+    in_block, counts, rows = arun(_edits, trips)
+    assert in_block == 5  # BEGIN with the save, the update, the update, the delete, COMMIT
+    assert counts == (1, 0, (1, {"testapp.Counter": 1}))
+    assert rows == [("one row kept", 15)]
+
+
+def test_edits_that_may_reach_many_rows_go_to_the_worker_thread(trips):
+    """A filter that is not the key, a parent row whose children SQLite must look for
+    (its foreign keys), a trigger: the worker thread runs them."""
+
+    async def main():
+        await _warm()
+        await Counter.objects.acreate(name="many a", value=1)
+        team = await Team.objects.acreate(name="one row parent")
+        placed = []
+        async with transaction.atomic():
+            before = trips[0]
+            await Counter.objects.filter(name__startswith="many ").aupdate(value=2)
+            placed.append(trips[0] - before)
+            before = trips[0]
+            await Team.objects.filter(pk=team.pk).aupdate(name="one row renamed")
+            placed.append(trips[0] - before)  # SQLite's program for it has no loop
+            before = trips[0]
+            # Django deletes its comments (by a filter that is not a key), then the team,
+            # whose members, notes... SQLite looks for (foreign keys): two trips.
+            await team.adelete()
+            placed.append(trips[0] - before)
+        await Counter.objects.filter(name__startswith="many ").adelete()
+        return placed
+
+    assert arun(main) == [1, 0, 2]
+
+
+def test_an_update_with_a_trigger_goes_to_the_worker_thread(trips):
+    """A trigger makes the program run another (a loop): the worker thread runs it, and
+    the trigger's effect is there."""
+    with sqlite3.connect(SQLITE_PATH, isolation_level=None) as holder:
+        holder.execute(
+            'CREATE TRIGGER "one_row_trigger" AFTER UPDATE OF "value" ON "testapp_counter" '
+            'BEGIN UPDATE "testapp_counter" SET "name" = \'triggered\' WHERE "id" = NEW."id"; END'
+        )
+    holder.close()
+
+    async def main():
+        await _warm()
+        counter = await Counter.objects.acreate(name="one row trigger", value=1)
+        before = trips[0]
+        async with transaction.atomic():
+            # a statement no connection compiled before the trigger existed
+            await Counter.objects.filter(pk=counter.pk).aupdate(value=F("value") * 3)
+        placed = trips[0] - before
+        row = await Counter.objects.aget(pk=counter.pk)
+        await row.adelete()
+        return placed, (row.name, row.value)
+
+    try:
+        assert arun(main) == (2, ("triggered", 3))  # the update with BEGIN, the COMMIT
+    finally:
+        with sqlite3.connect(SQLITE_PATH, isolation_level=None) as holder:
+            holder.execute('DROP TRIGGER "one_row_trigger"')
+        holder.close()
 
 
 def test_long_read_moves_to_the_worker_thread(trips):
@@ -155,34 +248,40 @@ async def _while_ticking(operation):
         await ticker
 
 
+@pytest.mark.parametrize("write", ["insert", "update"])
 @pytest.mark.parametrize("mode", [None, "IMMEDIATE"])
-def test_insert_waits_for_the_write_lock_in_the_worker_thread(trips, sqlite_options, mode):
-    """Another connection holds the write lock for 0.4 s: the block's insert is refused on
-    the loop at once, waits for the lock in the worker thread (the loop keeps turning),
-    and is written once."""
+def test_write_waits_for_the_write_lock_in_the_worker_thread(trips, sqlite_options, mode, write):
+    """Another connection holds the write lock for 0.4 s: the block's insert (or one-row
+    update) is refused on the loop at once, waits for the lock in the worker thread (the
+    loop keeps turning), and is written once."""
     sqlite_options(**({"transaction_mode": mode} if mode else {}))
 
     async def main():
         await _warm()
+        counter = await Counter.objects.acreate(name="inline to update", value=1)
         before = trips[0]
         thread = _hold("BEGIN IMMEDIATE", 0.4)
 
-        async def write():
+        async def write_it():
             async with transaction.atomic():
-                await Counter.objects.acreate(name="inline waited")
+                if write == "insert":
+                    await Counter.objects.acreate(name="inline waited")
+                else:
+                    await Counter.objects.filter(pk=counter.pk).aupdate(value=F("value") + 1)
             return trips[0] - before
 
         try:
-            result = await _while_ticking(write)
+            result = await _while_ticking(write_it)
         finally:
             thread.join()
         count = await Counter.objects.filter(name="inline waited").acount()
-        await Counter.objects.filter(name="inline waited").adelete()
-        return result, count
+        value = (await Counter.objects.aget(pk=counter.pk)).value
+        await Counter.objects.filter(name__in=["inline waited", "inline to update"]).adelete()
+        return result, count, value
 
-    (trips_taken, ticks), count = arun(main)
-    assert count == 1
-    assert trips_taken == 2  # the insert (with BEGIN IMMEDIATE, if so), the COMMIT
+    (trips_taken, ticks), count, value = arun(main)
+    assert (count, value) == ((1, 1) if write == "insert" else (0, 2))
+    assert trips_taken == 2  # the write (with BEGIN IMMEDIATE, if so), the COMMIT
     assert ticks >= 10  # 0.4 s of lock wait, the loop free: tens of 10 ms turns
 
 
@@ -251,8 +350,9 @@ def test_lock_wait_past_the_timeout_is_djangos_error_and_leaves_nothing_open(tri
         ('SAVEPOINT "s1"', "savepoint"),
         ('RELEASE SAVEPOINT "s1"', "savepoint"),
         ('ROLLBACK TO SAVEPOINT "s1"', "thread"),  # replays the journal
-        ('UPDATE "t" SET "a" = ?', "thread"),
-        ('DELETE FROM "t"', "thread"),
+        ('UPDATE "t" SET "a" = ? WHERE "t"."id" = ?', "one row?"),  # if its program has no loop
+        ('DELETE FROM "t" WHERE "t"."id" IN (?)', "one row?"),
+        ('UPDATE OR REPLACE "t" SET "a" = ?', "thread"),
         ("COMMIT", "thread"),
         ("ROLLBACK", "thread"),
         ("BEGIN IMMEDIATE", "thread"),
@@ -262,7 +362,12 @@ def test_lock_wait_past_the_timeout_is_djangos_error_and_leaves_nothing_open(tri
 def test_which_statements_may_run_on_the_loop(sql, where):
     from django_asyncdb.backends import sqlite
 
-    kinds = {sqlite._READ: "read", sqlite._INSERT: "insert", sqlite._SAVEPOINT: "savepoint"}
+    kinds = {
+        sqlite._READ: "read",
+        sqlite._INSERT: "insert",
+        sqlite._SAVEPOINT: "savepoint",
+        sqlite._ONE_ROW: "one row?",
+    }
     assert kinds.get(sqlite._kind(sql), "thread") == where
 
 

@@ -20,11 +20,17 @@ thread would give:
 - One-row ``INSERT ... VALUES`` (no query inside, no upsert), ``SAVEPOINT`` and
   ``RELEASE`` run there inside a transaction the connection began. Writes are never
   interrupted: SQLite would roll back the whole transaction.
+- So do ``UPDATE`` and ``DELETE`` statements whose compiled program has no loop: they
+  reach at most one row, by its primary key (``save()``, ``update_fields``, TPC-B's
+  ``filter(pk=...).update(...)``), with no trigger, no scan of a child table for a
+  foreign key, no subquery that scans. SQLite's ``EXPLAIN`` tells, once per statement
+  and connection: it compiles the statement without running it, reading nothing of
+  the database (so nothing of the package's runs in the user's transaction).
 - A statement that took more than 2 ms of CPU there three times in a row (a trigger, a
   costly step the progress handler does not see) goes to the worker thread from then on.
 - Everything else goes to the worker thread: COMMIT and ROLLBACK (they write the
-  journal to disk), ROLLBACK TO, UPDATE, DELETE, schema changes, writes outside a
-  transaction, streams.
+  journal to disk), ROLLBACK TO, other UPDATE and DELETE statements, schema changes,
+  writes outside a transaction, streams.
 """
 
 from __future__ import annotations
@@ -61,7 +67,17 @@ def _convert(sql: str, params: Params) -> str:
 
 
 # What may run on the loop's thread (see the module's docstring).
-_THREAD, _READ, _INSERT, _SAVEPOINT = 0, 1, 2, 3
+_THREAD, _READ, _INSERT, _SAVEPOINT, _ONE_ROW = 0, 1, 2, 3, 4
+# Opcodes of SQLite's virtual machine that step through rows (or run a trigger's
+# program): an UPDATE or DELETE compiled without any of them reaches at most one row.
+_LOOPING = frozenset(
+    {
+        "Rewind", "Last", "Next", "Prev", "SorterSort", "SorterNext", "VFilter", "VNext",
+        "VUpdate", "Program", "RowSetRead", "InitCoroutine", "Yield", "OpenEphemeral",
+        "OpenAutoindex", "SorterOpen",
+    }
+)  # fmt: skip
+_PLANS_KEPT = 500
 # A read on the loop is stopped after _READ_CHECKS progress checks of _READ_STEPS
 # virtual-machine steps each (tens of microseconds to a few milliseconds of work)
 # and runs again in the worker thread.
@@ -112,6 +128,8 @@ def _kind(sql: str) -> int:
         return _INSERT
     if text.startswith(("SAVEPOINT ", "RELEASE ")):  # ROLLBACK TO replays the journal
         return _SAVEPOINT
+    if text.startswith(('UPDATE "', 'DELETE FROM "')):  # if its program has no loop
+        return _ONE_ROW
     return _THREAD
 
 
@@ -185,6 +203,8 @@ class SqliteConnection(base.Connection):
         # transaction ended).
         self._began = False
         self._checks = 0
+        # UPDATE and DELETE statements: whether one reaches at most one row.
+        self._one_row: dict[str, bool] = {}
 
     async def _trip(self, function: Any, *args: Any) -> Any:
         """Run ``function(*args)`` in aiosqlite's worker thread."""
@@ -255,6 +275,7 @@ class SqliteConnection(base.Connection):
             or sql in _slow
             or (begin and kind == _SAVEPOINT)
             or (kind != _READ and not begin and not (self._began and connection.in_transaction))
+            or (kind == _ONE_ROW and not self._reaches_one_row(connection, sql, params))
         ):
             return None, begin
         if not self._on_loop_pragmas:
@@ -295,6 +316,23 @@ class SqliteConnection(base.Connection):
                 _slow_again(sql)
             elif _strikes and sql in _strikes:
                 del _strikes[sql]
+
+    def _reaches_one_row(self, connection: sqlite3.Connection, sql: str, params: Any) -> bool:
+        """Whether the UPDATE or DELETE compiles to a program without a loop (at most
+        one row, found by its key; no trigger). Asked once per statement: its program
+        changes only with the schema, and a statement that turns slow anyway moves to the
+        worker thread by the slow rule."""
+        known = self._one_row.get(sql)
+        if known is None:
+            try:
+                opcodes = {row[1] for row in connection.execute("EXPLAIN " + sql, params)}
+            except sqlite3.Error:  # its own error, raised where it runs: the worker thread
+                opcodes = {"Program"}
+            known = not (opcodes & _LOOPING)
+            if len(self._one_row) >= _PLANS_KEPT:
+                self._one_row.clear()
+            self._one_row[sql] = known
+        return known
 
     def _progress(self) -> int:
         """Stop a read on the loop's thread that runs too long (it runs again in the
