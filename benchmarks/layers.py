@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "driver-sync": ("the sync driver's cursor (Django's connection)", True, ()),
     "django-cursor": ("Django's sync cursor, connection.cursor()", True, ()),
     "psycopg-async": ("psycopg's AsyncConnection, psycopg's own wait", False, ("postgresql",)),
+    "asyncpg": ("asyncpg's connection (its own binary codecs)", False, ("postgresql",)),
     "package-connection": ("the package's driver connection, no pool", False, ()),
     "package-cursor": ("django_asyncdb.cursor(): pool and error mapping", False, ()),
     "orm-sync": ("Django's sync ORM: create() / get()", True, ()),
@@ -118,6 +119,8 @@ async def async_op(
         own = await backend_for(settings).connect()
         cleanup.append(own.close)
         return lambda n: own.fetchone(sql, params(database, kind, n))
+    if layer == "asyncpg":
+        return await _asyncpg_op(kind, sql, cleanup)
     import psycopg
     from django.db import connections
 
@@ -134,6 +137,35 @@ async def async_op(
         return await cursor.fetchone()
 
     return through_psycopg
+
+
+async def _asyncpg_op(
+    kind: str, sql: str, cleanup: list[Callable[[], Awaitable[Any]]]
+) -> Callable[[int], Any]:
+    """asyncpg as Tortoise uses it: ``$n`` placeholders, the statement prepared once and
+    cached by asyncpg, Python values bound by its binary codecs (no Django adapters), a
+    record back."""
+    import asyncpg
+
+    db = bench_app.PG
+    raw = await asyncpg.connect(
+        database=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        host=db["HOST"],
+        port=int(db["PORT"]),
+    )
+    cleanup.append(raw.close)
+    parts = sql.split("%s")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+    def values(n: int) -> list[Any]:
+        if kind == "insert":
+            row = fields(n)
+            return [row[name] for name in NAMES]
+        return [1 + n % bench_app.ROWS]
+
+    return lambda n: raw.fetchrow(numbered, *values(n))
 
 
 def child(layer: str, database: str, kind: str, ops: int, rounds: int) -> list[float]:
