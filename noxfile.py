@@ -49,6 +49,10 @@ def _mariadb_reachable() -> bool:
     return bool(os.environ.get("CI")) or _reachable("MYSQL_HOST", "MYSQL_PORT", 3306)
 
 
+def _redis_reachable() -> bool:
+    return bool(os.environ.get("CI")) or _reachable("REDIS_HOST", "REDIS_PORT", 6379)
+
+
 def _install(session: nox.Session, django: str, extras: str) -> None:
     session.install(f"django~={django}.0", "-e", f".[{extras}]")
     if _mariadb_reachable():
@@ -86,6 +90,12 @@ def conformance(session: nox.Session, django: str) -> None:
     session.run("python", "-m", "conformance", "--database", "sqlite", *session.posargs)
     if not session.posargs:
         session.run("python", "-m", "conformance", "--asgi")
+        if _redis_reachable():
+            # Django's Redis cache tests on django_asyncdb.cache, through both APIs.
+            session.run("python", "-m", "conformance", "--cache", "sync")
+            session.run("python", "-m", "conformance", "--cache", "async")
+        else:
+            session.warn("Redis not reachable: the cache conformance runs skipped")
     for database, reachable in (
         ("postgresql", _postgresql_reachable()),
         ("mariadb", _mariadb_reachable()),

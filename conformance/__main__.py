@@ -2,6 +2,7 @@
 
     python -m conformance [--database sqlite|postgresql|mariadb] [module ...]
     python -m conformance --asgi              # Django's ASGI tests on django_asyncdb's handler
+    python -m conformance --cache sync|async  # Django's Redis cache tests on django_asyncdb.cache
 
 The modules come from the sdist of the installed Django version (fetched with
 ``pip download`` into .conformance/ on first use). With ``--asgi``, Django's
@@ -36,6 +37,9 @@ MODULES = [
 # The module that serves requests through Django's ASGIHandler. (staticfiles_tests'
 # handler tests do too, but in settings whose INSTALLED_APPS leave django_asyncdb out.)
 ASGI_MODULES = ["asgi"]
+# Django's tests of its Redis cache backend (the other backends' tests skip or pass as they
+# do without the app).
+CACHE_MODULES = ["cache.tests.RedisCacheTests"]
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".conformance"
 
@@ -70,7 +74,7 @@ def django_tests() -> Path:
     return target / "tests"
 
 
-def install_app(asgi: bool) -> None:
+def install_app(asgi: bool, cache: str | None = None) -> None:
     """Add django_asyncdb to INSTALLED_APPS whenever Django sets up (runtests sets its own);
     with ``asgi``, put django_asyncdb's ASGI handler in the place of Django's."""
     original_setup = django.setup
@@ -80,6 +84,18 @@ def install_app(asgi: bool) -> None:
 
         if "django_asyncdb" not in settings.INSTALLED_APPS:
             settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django_asyncdb"]
+        if cache:
+            from conformance import native_cache
+
+            settings.CACHES = {
+                **settings.CACHES,
+                "redis": {
+                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                    "LOCATION": native_cache.LOCATION,
+                    "OPTIONS": native_cache.OPTIONS,
+                },
+            }
+            native_cache.install(cache)
         done = original_setup(*args, **kwargs)
         if asgi:
             # Imported first, so that its ASGIStaticFilesHandler keeps Django's handler as
@@ -103,13 +119,21 @@ def main() -> None:
     parser.add_argument(
         "--asgi", action="store_true", help="Django's ASGI tests on django_asyncdb's handler"
     )
+    parser.add_argument(
+        "--cache",
+        choices=["sync", "async"],
+        help="Django's Redis cache tests on django_asyncdb.cache.RedisCache, through its sync "
+        "or its async methods",
+    )
     parser.add_argument("modules", nargs="*")
     args, extra = parser.parse_known_args()
-    modules = args.modules or (ASGI_MODULES if args.asgi else MODULES)
+    modules = args.modules or (
+        ASGI_MODULES if args.asgi else CACHE_MODULES if args.cache else MODULES
+    )
     tests = django_tests()
     sys.path[:0] = [str(tests), str(ROOT)]
     os.chdir(tests)
-    install_app(args.asgi)
+    install_app(args.asgi, args.cache)
     sys.argv = [
         "runtests.py",
         f"--settings=conformance.settings_{args.database}",

@@ -8,8 +8,8 @@ The whole of it, in ``asgi.py``::
 
 That is Django's own ``ASGIHandler`` with two differences:
 
-- it answers the ASGI lifespan protocol and closes the event loop's database pools on
-  shutdown;
+- it answers the ASGI lifespan protocol and closes the event loop's database pools (and
+  the native Redis cache's connections, :mod:`django_asyncdb.cache`) on shutdown;
 - Django's sync pieces around the view (middleware hooks, the request signals'
   receivers, the response's ``close()``) run on the event loop when they are known to do
   no blocking I/O but database queries, which then run natively (see
@@ -23,6 +23,7 @@ An application that only needs the lifespan part can wrap any ASGI application::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -41,6 +42,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 __all__ = ["ASGIHandler", "get_asgi_application", "with_lifespan"]
 
 
+async def _close_caches() -> None:
+    """The native Redis cache's connections of this loop (only if that backend is used)."""
+    cache = sys.modules.get("django_asyncdb.cache")
+    if cache is not None:
+        await cache.close_caches()
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     """Answer one lifespan session; the pools close when the server stops."""
     while True:
@@ -50,6 +58,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             try:
                 await close_pools()
+                await _close_caches()
             except Exception as exc:
                 await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
                 return

@@ -156,33 +156,51 @@ def pool(alias: str) -> Pool:
     return found
 
 
-async def _close_at_loop_end(loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+async def _at_loop_end(
+    loop: asyncio.AbstractEventLoop,
+    finish: Callable[[asyncio.AbstractEventLoop, bool], Awaitable[None]],
+) -> AsyncGenerator[None, None]:
     """An async generator that only ends: ``asyncio.run`` (and asgiref's
     ``async_to_sync``, which runs a loop per call under WSGI) closes every async
-    generator of the loop before closing it, so this closes the loop's pools then,
-    while their connections can still be closed properly."""
+    generator of the loop before closing it, so ``finish(loop, running)`` runs then,
+    while connections can still be closed properly (``running``: on that loop; False
+    when a sweep finishes it after the loop closed)."""
     try:
         yield
     finally:
-        _sentinels.pop(loop, None)
-        pools = _pools.pop(loop, None) or {}
-        if asyncio._get_running_loop() is loop:
-            for found in pools.values():
-                await found.close()
-        else:  # finished by a sweep: the loop no longer runs
-            for found in pools.values():
-                found.abandon()
+        await finish(loop, asyncio._get_running_loop() is loop)
+
+
+def watch_loop_end(
+    loop: asyncio.AbstractEventLoop,
+    finish: Callable[[asyncio.AbstractEventLoop, bool], Awaitable[None]],
+) -> AsyncGenerator[None, None]:
+    """Have ``finish(loop, running)`` run when the running ``loop`` ends its async
+    generators (see :func:`_at_loop_end`); returns the generator (``aclose()`` it to
+    finish early)."""
+    sentinel = _at_loop_end(loop, finish)
+    # Its first step registers it with the running loop's async generator hooks.
+    with contextlib.suppress(StopIteration):
+        sentinel.asend(None).send(None)
+    return sentinel
+
+
+async def _close_pools_at_loop_end(loop: asyncio.AbstractEventLoop, running: bool) -> None:
+    _sentinels.pop(loop, None)
+    pools = _pools.pop(loop, None) or {}
+    if running:
+        for found in pools.values():
+            await found.close()
+    else:  # finished by a sweep: the loop no longer runs
+        for found in pools.values():
+            found.abandon()
 
 
 _sentinels: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
 
 
 def _watch_loop_end(loop: asyncio.AbstractEventLoop) -> None:
-    sentinel = _close_at_loop_end(loop)
-    # Its first step registers it with the running loop's async generator hooks.
-    with contextlib.suppress(StopIteration):
-        sentinel.asend(None).send(None)
-    _sentinels[loop] = sentinel
+    _sentinels[loop] = watch_loop_end(loop, _close_pools_at_loop_end)
 
 
 def _sweep_closed_loops(everything: bool = False) -> None:

@@ -10,12 +10,14 @@ Inside a request served by :class:`django_asyncdb.asgi.ASGIHandler`, the hooks t
 :class:`LoopHooks` deems safe run in the bridge instead, on the event loop: their
 database queries (a session read or saved) run natively, as those of a model signal's
 sync receiver do. Everything else keeps Django's behaviour: sync views, ``sync_to_async``
-calls of your own, the cache API's async methods and unknown middleware run in the
-request's thread.
+calls of your own and unknown middleware run in the request's thread.
 
-A hook is safe when its only blocking I/O is database queries on native aliases:
-Django's own middleware (the session-touching ones only with a database or
-signed-cookie session engine), Django's own receivers, and whatever the project lists.
+A hook is safe when its only blocking I/O is database queries on native aliases, or
+calls of django_asyncdb's Redis cache (:mod:`django_asyncdb.cache`, native in the bridge
+too): Django's own middleware (the session-touching ones only with a database,
+signed-cookie, or, on that cache, cache or cached_db session engine; the cache
+middleware when CACHE_MIDDLEWARE_ALIAS is that cache), Django's own receivers, and
+whatever the project lists.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from django.core.signals import request_finished, request_started
 from django.db import router
 from django.dispatch import Signal
 from django.http import FileResponse, HttpResponseBase
+from django.utils.module_loading import import_string
 
 from . import bridge
 from . import connections as seam
@@ -80,6 +83,21 @@ DATABASE_SESSIONS = frozenset(
         "django.contrib.sessions.backends.signed_cookies",
     }
 )
+# Session engines whose I/O is the session cache's, and database queries.
+CACHE_SESSIONS = frozenset(
+    {
+        "django.contrib.sessions.backends.cache",
+        "django.contrib.sessions.backends.cached_db",
+    }
+)
+# Django's middleware whose only I/O is CACHE_MIDDLEWARE_ALIAS's cache.
+CACHE_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.cache.UpdateCacheMiddleware",
+        "django.middleware.cache.FetchFromCacheMiddleware",
+        "django.middleware.cache.CacheMiddleware",
+    }
+)
 
 _hooks: ContextVar[LoopHooks | None] = ContextVar("django_asyncdb_hooks", default=None)
 
@@ -96,9 +114,25 @@ def _djangos(name: str) -> bool:
     return name.startswith("django.")
 
 
+def native_cache(alias: str) -> bool:
+    """True if cache ``alias`` is django_asyncdb's Redis backend, whose sync calls are
+    native in the bridge."""
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if not isinstance(backend, str) or not backend.startswith("django_asyncdb.cache."):
+        return False
+    from .cache import RedisCache
+
+    return issubclass(import_string(backend), RedisCache)
+
+
 def _sessions_and_users_are_native() -> bool:
-    """True if sessions do database I/O only, and sessions and users live on native aliases."""
-    if settings.SESSION_ENGINE not in DATABASE_SESSIONS:
+    """True if sessions do database (or native cache) I/O only, and sessions and users live
+    on native aliases."""
+    engine = settings.SESSION_ENGINE
+    if engine in CACHE_SESSIONS:
+        if not native_cache(settings.SESSION_CACHE_ALIAS):
+            return False
+    elif engine not in DATABASE_SESSIONS:
         return False
     models = []
     if apps.is_installed("django.contrib.sessions"):
@@ -125,6 +159,8 @@ class LoopHooks:
                 raise TypeError(f"loop_safe takes dotted paths ('module.Name'), not {name!r}")
         native = _sessions_and_users_are_native()
         self.middleware = NO_IO | extra | (SESSION_OR_DATABASE if native else frozenset())
+        if native_cache(settings.CACHE_MIDDLEWARE_ALIAS):
+            self.middleware |= CACHE_MIDDLEWARE
         if native or not settings.CSRF_USE_SESSIONS:
             self.middleware |= {CSRF}
         self.receivers = extra

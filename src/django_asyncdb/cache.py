@@ -1,0 +1,259 @@
+"""A Redis cache backend whose async methods are native: no thread per call.
+
+In ``settings.py``::
+
+    CACHES = {
+        "default": {
+            "BACKEND": "django_asyncdb.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",
+        }
+    }
+
+It is Django's ``RedisCache``, with the same ``LOCATION`` and ``OPTIONS``. Its sync
+methods are Django's, on redis-py's sync client, as before. Django's async methods
+(``aget``, ``aset``, ...) run the sync method in a thread (``sync_to_async``); here they
+run Django's own sync method in the bridge (:mod:`django_asyncdb.bridge`), on the event
+loop, with a client of redis-py's asyncio API in place of the sync one: every Redis
+command Django's code sends is awaited in the calling task. Keys, versions, the
+serializer, timeouts and the commands themselves are therefore exactly Django's, and
+entries written by either side are read by the other (switching backends keeps the
+cache valid). Sync cache calls made inside the bridge (a model signal's receiver, the
+request hooks the package's ASGI handler runs on the loop) are native the same way.
+
+The asyncio connection pools are per event loop and per ``LOCATION``/``OPTIONS``,
+shared by every instance of the backend (Django makes one instance per thread and per
+request context): they close on ASGI lifespan shutdown (:func:`close_caches`, which the
+package's handler calls) and when ``asyncio.run`` ends the loop. ``OPTIONS`` that name a
+sync class have their asyncio twin used: ``pool_class`` (``redis.ConnectionPool``,
+``redis.BlockingConnectionPool``) and ``parser_class``; for another pool class, give its
+asyncio counterpart as ``OPTIONS["async_pool_class"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import redis
+import redis.asyncio
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from . import bridge
+from .connections import watch_loop_end
+
+__all__ = ["RedisCache", "close_caches"]
+
+# OPTIONS read here, never passed to Django's sync client.
+_OWN_OPTIONS = ("async_pool_class",)
+_POOLS: dict[Any, type] = {
+    redis.ConnectionPool: redis.asyncio.ConnectionPool,
+    redis.BlockingConnectionPool: redis.asyncio.BlockingConnectionPool,
+}
+# redis-py's sync parsers and their asyncio twins, by name (the private classes move).
+_PARSERS = {
+    "_RESP2Parser": "_AsyncRESP2Parser",
+    "_RESP3Parser": "_AsyncRESP3Parser",
+    "_HiredisParser": "_AsyncHiredisParser",
+}
+
+
+class _Awaiting:
+    """A redis-py asyncio client (or pipeline) as Django's sync client code sees it in
+    the bridge: a command's coroutine is awaited in the task, and its result returned."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                return bridge.await_(result)
+            if isinstance(result, redis.asyncio.client.Pipeline):
+                return _Awaiting(result)
+            return result
+
+        return call
+
+
+class _LoopClient(RedisCacheClient):
+    """Django's RedisCacheClient (server choice, pools, serializer, commands) on redis-py's
+    asyncio API, for one event loop."""
+
+    _pool_class: Any
+    _pools: dict[int, Any]
+    _pool_options: dict[str, Any]
+
+    def __init__(self, servers: list[str], options: dict[str, Any]) -> None:
+        options = dict(options)
+        async_pool = options.pop("async_pool_class", None)
+        super().__init__(servers, **options)
+        self._client = redis.asyncio.Redis
+        self._pool_class = _async_pool_class(self._pool_class, async_pool)
+        parser = self._pool_options.get("parser_class")
+        self._pool_options["parser_class"] = _async_parser_class(parser)
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        return _Awaiting(super().get_client(key, write=write))
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
+def _async_pool_class(sync: Any, given: Any) -> Any:
+    if isinstance(given, str):
+        given = import_string(given)
+    if given is not None:
+        return given
+    if isinstance(sync, type) and issubclass(sync, redis.asyncio.ConnectionPool):
+        return sync
+    found = _POOLS.get(sync)
+    if found is None:
+        raise ImproperlyConfigured(
+            f"django_asyncdb.cache.RedisCache: no asyncio pool class known for "
+            f"OPTIONS['pool_class'] {sync!r}; give one as OPTIONS['async_pool_class']."
+        )
+    return found
+
+
+def _async_parser_class(sync: Any) -> Any:
+    if sync is None:
+        return redis.asyncio.connection._AsyncRESP2Parser  # what the sync side speaks
+    name = getattr(sync, "__name__", "")
+    if name.startswith("_Async") or name == "AsyncPushNotificationsParser":
+        return sync
+    twin = getattr(redis.asyncio.connection, _PARSERS.get(name, ""), None)
+    if twin is None:
+        raise ImproperlyConfigured(
+            f"django_asyncdb.cache.RedisCache: no asyncio parser known for "
+            f"OPTIONS['parser_class'] {sync!r}."
+        )
+    return twin
+
+
+# loop -> {(servers, options): client}: shared by every instance of the backend; and
+# the loop's end watcher (kept here: the loop only holds it weakly).
+_clients: dict[asyncio.AbstractEventLoop, dict[str, _LoopClient]] = {}
+_watchers: dict[asyncio.AbstractEventLoop, Any] = {}
+
+
+async def _closed_at_loop_end(loop: asyncio.AbstractEventLoop, running: bool) -> None:
+    _watchers.pop(loop, None)
+    clients = _clients.pop(loop, None) or {}
+    if running:  # the loop still runs: close the connections properly
+        for client in clients.values():
+            await client.aclose()
+
+
+def _sweep_closed_loops() -> None:
+    """Forget the clients of loops closed without ending their async generators (their
+    sockets close with the transports)."""
+    for loop in list(_clients):
+        if loop.is_closed():
+            watcher = _watchers.pop(loop, None)
+            _clients.pop(loop, None)
+            if watcher is not None:
+                with contextlib.suppress(StopIteration, RuntimeError):
+                    watcher.aclose().send(None)
+
+
+async def close_caches() -> None:
+    """Close the running event loop's Redis connections of every native cache (ASGI
+    lifespan shutdown; the package's ASGI handler calls it)."""
+    clients = _clients.pop(asyncio.get_running_loop(), None) or {}
+    for client in clients.values():
+        await client.aclose()
+
+
+class RedisCache(DjangoRedisCache):
+    """Django's RedisCache with native async methods (see the module's docstring)."""
+
+    _options: dict[str, Any]
+
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        options = dict(self._options)
+        self._all_options = options
+        self._options = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
+        self._key = repr((list(self._servers), sorted(options.items(), key=repr)))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Fail at once on OPTIONS the asyncio side cannot take, not at the first aget()."""
+        client = RedisCacheClient(self._servers, **self._options)
+        _async_pool_class(client._pool_class, self._all_options.get("async_pool_class"))
+        _async_parser_class(client._pool_options.get("parser_class"))
+
+    @property
+    def _cache(self) -> RedisCacheClient:
+        if bridge.in_bridge():
+            return self._loop_client()
+        sync = self.__dict__.get("_sync_client")
+        if sync is None:
+            sync = self.__dict__["_sync_client"] = self._class(self._servers, **self._options)
+        return sync
+
+    def _loop_client(self) -> _LoopClient:
+        loop = asyncio.get_running_loop()
+        clients = _clients.get(loop)
+        if clients is None:
+            _sweep_closed_loops()
+            clients = _clients[loop] = {}
+            if loop not in _watchers:
+                _watchers[loop] = watch_loop_end(loop, _closed_at_loop_end)
+        client = clients.get(self._key)
+        if client is None:
+            client = clients[self._key] = _LoopClient(self._servers, self._all_options)
+        return client
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> bool:
+        return await bridge.run(self.add, key, value, timeout, version)
+
+    async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
+        return await bridge.run(self.get, key, default, version)
+
+    async def aset(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> None:
+        await bridge.run(self.set, key, value, timeout, version)
+
+    async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
+        return await bridge.run(self.touch, key, timeout, version)
+
+    async def adelete(self, key: Any, version: Any = None) -> bool:
+        return await bridge.run(self.delete, key, version)
+
+    async def aget_many(self, keys: Any, version: Any = None) -> dict[Any, Any]:
+        return await bridge.run(self.get_many, keys, version)
+
+    async def ahas_key(self, key: Any, version: Any = None) -> bool:
+        return await bridge.run(self.has_key, key, version)
+
+    async def aincr(self, key: Any, delta: int = 1, version: Any = None) -> int:
+        return await bridge.run(self.incr, key, delta, version)
+
+    async def aset_many(
+        self, data: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
+    ) -> list[Any]:
+        return await bridge.run(self.set_many, data, timeout, version)
+
+    async def adelete_many(self, keys: Any, version: Any = None) -> None:
+        await bridge.run(self.delete_many, keys, version)
+
+    async def aclear(self) -> bool:
+        return await bridge.run(self.clear)
