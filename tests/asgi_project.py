@@ -85,7 +85,17 @@ async def stream(request):
     return StreamingHttpResponse(chunks())
 
 
+PAGES_MADE = []
+
+
+async def page(request):
+    """A page the cache middleware may cache: counts the times it is made."""
+    PAGES_MADE.append(request.path)
+    return JsonResponse({"made": len(PAGES_MADE)})
+
+
 urlpatterns = [
+    path("page/", page),
     path("<str:alias>/visits/", visits),
     path("<str:alias>/sync-visits/", sync_visits),
     path("form/", form),

@@ -352,3 +352,94 @@ def test_a_pool_class_without_an_asyncio_twin_is_refused_at_once():
     )
     assert type(ours._cache._get_connection_pool(write=True)) is OwnPool
     assert asyncio.run(ours.aget("missing", "default")) == "default"
+
+
+# Under the package's ASGI handler ------------------------------------------------------
+
+import asgi_project  # noqa: E402
+from conftest import arun  # noqa: E402
+from test_asgi import call, project, serve  # noqa: E402, F401  (project: a fixture)
+
+NATIVE_CACHES = {"default": {"BACKEND": "django_asyncdb.cache.RedisCache", "LOCATION": LOCATION}}
+CACHED_SITE = [
+    "django.middleware.cache.UpdateCacheMiddleware",
+    *asgi_project.MIDDLEWARE,
+    "django.middleware.cache.FetchFromCacheMiddleware",
+]
+
+
+async def cached_session_and_page(app, alias):
+    """Two visits with a cache session, then a page twice (the second from the cache)."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
+
+    first = await call(app, "GET", f"/{alias}/visits/")
+    key = first.cookies()["sessionid"].value
+    second = await call(app, "GET", f"/{alias}/visits/", cookies={"sessionid": key})
+    stored = await SessionStore(key).aload()
+    del asgi_project.PAGES_MADE[:]
+    pages = [await call(app, "GET", "/page/") for _ in range(2)]
+    return {
+        "visits": [first.json(), second.json()],
+        "session": stored,
+        "pages": [page.json() for page in pages],
+        "made": len(asgi_project.PAGES_MADE),
+    }
+
+
+@pytest.mark.parametrize("engine", ["cache", "cached_db"])
+def test_cache_sessions_and_cache_middleware_run_on_the_loop(raw, project, thread_hops, engine):  # noqa: F811
+    """With the native cache, the session and cache middleware's hooks run on the loop:
+    the same responses and stored session as Django's handler gives, and no thread."""
+    from django.test import override_settings
+
+    from django_asyncdb import hooks
+
+    with override_settings(
+        CACHES=NATIVE_CACHES,
+        SESSION_ENGINE=f"django.contrib.sessions.backends.{engine}",
+        MIDDLEWARE=CACHED_SITE,
+    ):
+        decided = hooks.LoopHooks()
+        from django.contrib.sessions.middleware import SessionMiddleware
+        from django.middleware.cache import FetchFromCacheMiddleware, UpdateCacheMiddleware
+
+        assert decided.middleware_class(SessionMiddleware)
+        assert decided.middleware_class(UpdateCacheMiddleware)
+        assert decided.middleware_class(FetchFromCacheMiddleware)
+        outcome = {}
+        for kind in ("django", "asyncdb"):
+            raw.flushdb()
+            app = serve(kind)
+            del thread_hops[:]
+            outcome[kind] = (arun(cached_session_and_page, app, project), list(thread_hops))
+    theirs, their_hops = outcome["django"]
+    ours, our_hops = outcome["asyncdb"]
+    assert ours == theirs
+    assert ours["session"] == {"visits": 2}
+    assert ours["made"] == 1  # the second page came from the cache
+    assert our_hops == []
+    assert "FetchFromCacheMiddleware.process_request" in their_hops
+
+
+def test_cache_hooks_stay_in_threads_on_djangos_cache_backend(schema):
+    from django.test import override_settings
+
+    from django_asyncdb import hooks
+
+    djangos = {
+        "default": {
+            **NATIVE_CACHES["default"],
+            "BACKEND": DjangoRedisCache.__module__ + ".RedisCache",
+        }
+    }
+    with override_settings(CACHES=djangos, SESSION_ENGINE="django.contrib.sessions.backends.cache"):
+        decided = hooks.LoopHooks()
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.middleware.cache import UpdateCacheMiddleware
+
+    assert not decided.middleware_class(SessionMiddleware)
+    assert not decided.middleware_class(UpdateCacheMiddleware)
