@@ -195,3 +195,34 @@ def test_hop_cost_command():
     _hop, _thread, request, bridge = figures
     assert request > 0 and bridge > 0
     assert bridge < request  # eight bridged calls cost less than a request's eight hops
+
+
+def test_cache_command():
+    """python -m benchmarks.cache: both backends, every measure, positive figures (Redis
+    is required under CI; otherwise skipped when it is not there)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", 6379)) != 0:
+            if os.environ.get("CI"):
+                pytest.fail("Redis at 127.0.0.1:6379 is required under CI")
+            pytest.skip("Redis is not reachable")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cache", "--ops", "100", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| a")]
+    assert [row[0].strip() for row in rows] == [
+        "aget CPU µs/op",
+        "aget ops/s, 50 tasks",
+        "aset CPU µs/op",
+        "aset ops/s, 50 tasks",
+    ]
+    assert all(
+        float(row[1].replace(",", "")) > 0 and float(row[2].replace(",", "")) > 0 for row in rows
+    )
