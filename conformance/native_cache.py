@@ -57,14 +57,12 @@ for _name in (
     "get_many",
     "has_key",
     "incr",
-    "decr",
     "set_many",
     "delete_many",
     "clear",
-    "get_or_set",
-    "incr_version",
-    "decr_version",
 ):
+    # (decr, get_or_set, incr_version, decr_version: Django's, built on the methods above;
+    # overridden here, Django 6.1's async twins would send them to a thread instead.)
     setattr(AsyncDrivenRedisCache, _name, _driven(_name))
 
 

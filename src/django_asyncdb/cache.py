@@ -257,3 +257,6 @@ class RedisCache(DjangoRedisCache):
 
     async def aclear(self) -> bool:
         return await bridge.run(self.clear)
+
+    async def aclose(self, **kwargs: Any) -> None:
+        await bridge.run(self.close, **kwargs)
