@@ -184,7 +184,9 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str,
     upstream.wait_ready()
     redis = args.cache == "redis" or (args.cache == "auto" and harness.reachable(6379))
     facts["cache"] = (
-        "Redis (Django's RedisCache, its connections shared by the process: bookshop/cache.py)"
+        "Redis: django_asyncdb.cache.RedisCache (native async methods) in the configurations"
+        " with the package, Django's RedisCache in the others (its connections shared by the"
+        " process: bookshop/cache.py)"
         if redis
         else "local memory"
     )

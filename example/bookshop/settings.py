@@ -11,7 +11,8 @@ ASYNCDB_POOL   django_asyncdb's pool size per event loop (DATABASES[...]["ASYNC"
 CONN_MAX_AGE   Django's persistent sync connections, in seconds (default 0, Django's default)
 DJANGO_POOL    with ASYNCDB=0 on PostgreSQL: size of Django's own psycopg pool for its sync
                connections (OPTIONS["pool"], Django's advice for ASGI; default 0: no pool)
-REDIS_URL      use Django's RedisCache there (default: local memory)
+REDIS_URL      use Redis there (default: local memory): django_asyncdb's RedisCache (native
+               async methods) with django_asyncdb, Django's RedisCache with ASYNCDB=0
 UPSTREAM_URL   the external API the /upstream/ views call (default http://127.0.0.1:8001/)
 COUNT_HOPS     "1" counts asgiref's thread hops and serves them at /debug/hops/
 """
@@ -78,7 +79,22 @@ if DJANGO_POOL and not ASYNCDB and DATABASES["default"]["ENGINE"].endswith("post
     DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DJANGO_POOL}}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
-if os.environ.get("REDIS_URL"):
+if os.environ.get("REDIS_URL") and ASYNCDB:
+    # The package's RedisCache: native async methods, its asyncio connections per event
+    # loop shared by every cache object; the sync views keep Django's client.
+    CACHES = {
+        "default": {
+            "BACKEND": "django_asyncdb.cache.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "bookshop"),
+            "OPTIONS": {
+                # The sync side's pool, as below; the async side's is shared per loop.
+                "pool_class": "bookshop.cache.SharedConnectionPool",
+                "async_pool_class": "redis.asyncio.ConnectionPool",
+            },
+        }
+    }
+elif os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

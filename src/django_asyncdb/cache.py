@@ -148,6 +148,7 @@ def _async_parser_class(sync: Any) -> Any:
 # the loop's end watcher (kept here: the loop only holds it weakly).
 _clients: dict[asyncio.AbstractEventLoop, dict[str, _LoopClient]] = {}
 _watchers: dict[asyncio.AbstractEventLoop, Any] = {}
+_validated: set[str] = set()
 
 
 async def _closed_at_loop_end(loop: asyncio.AbstractEventLoop, running: bool) -> None:
@@ -192,10 +193,14 @@ class RedisCache(DjangoRedisCache):
         self._validate()
 
     def _validate(self) -> None:
-        """Fail at once on OPTIONS the asyncio side cannot take, not at the first aget()."""
+        """Fail at once on OPTIONS the asyncio side cannot take, not at the first aget()
+        (once per LOCATION and OPTIONS: Django makes an instance per request context)."""
+        if self._key in _validated:
+            return
         client = RedisCacheClient(self._servers, **self._options)
         _async_pool_class(client._pool_class, self._all_options.get("async_pool_class"))
         _async_parser_class(client._pool_options.get("parser_class"))
+        _validated.add(self._key)
 
     @property
     def _cache(self) -> RedisCacheClient:
