@@ -99,15 +99,25 @@ class _LoopClient(RedisCacheClient):
         options = dict(options)
         async_pool = options.pop("async_pool_class", None)
         super().__init__(servers, **options)
-        self._client = redis.asyncio.Redis
+        # Django makes a client per call (for the sync client, per cache object and thread);
+        # an asyncio client is as safe to share between tasks as its pool is, and making
+        # one costs more than the command (redis-py fills a table of reply callbacks).
+        self._by_pool: dict[int, Any] = {}
+        self._client = self._shared_client
         self._pool_class = _async_pool_class(self._pool_class, async_pool)
         parser = self._pool_options.get("parser_class")
         self._pool_options["parser_class"] = _async_parser_class(parser)
 
-    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        return _Awaiting(super().get_client(key, write=write))
+    def _shared_client(self, connection_pool: Any) -> Any:
+        client = self._by_pool.get(id(connection_pool))
+        if client is None:
+            client = self._by_pool[id(connection_pool)] = _Awaiting(
+                redis.asyncio.Redis(connection_pool=connection_pool)
+            )
+        return client
 
     async def aclose(self) -> None:
+        self._by_pool = {}
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()
