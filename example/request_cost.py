@@ -1,6 +1,7 @@
 """What one request costs the server process, handler by handler, without a server.
 
     python example/request_cost.py [--requests 2000] [--rounds 3] [--profile HANDLER]
+                                   [--callgrind]
 
 The bookshop's pages called in this process, one request after another: the sync views
 through Django's WSGI handler (as gunicorn calls it), the async views through Django's
@@ -8,8 +9,10 @@ ASGI handler and through the package's (as uvicorn calls them, with the same ASG
 messages), on a fresh SQLite database (seeded) and Redis when it is reachable (else local
 memory). Reports client CPU µs per request (process CPU time, all threads: Django's
 handler hops to threads); the HTTP server's own work (parsing, sockets) is not in it.
-``--profile asgi-asyncdb`` (or ``wsgi``, ``asgi-django``) prints where a handler's time
-goes (cProfile, cumulative).
+``--callgrind`` counts instructions per request instead (valgrind, two runs of different
+request counts per handler and page, the difference over the request difference: steady
+whatever the machine is doing). ``--profile asgi-asyncdb`` (or ``wsgi``, ``asgi-django``)
+prints where a handler's time goes (cProfile, cumulative).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import io
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -163,23 +167,48 @@ def measure(handler: str, page: str, requests: int, profile: bool = False) -> fl
     return cpu / requests * 1e6
 
 
+PREPARED = "BOOKSHOP_COST_PREPARED"
+
+
 def configure() -> str:
-    """The bookshop's settings on a fresh seeded SQLite database; Redis if reachable."""
+    """The bookshop's settings on a fresh seeded SQLite database (the parent's, in a child
+    run); Redis if reachable."""
     sys.path.insert(0, str(HERE))
     import harness
 
-    env = harness.base_env(
-        DATABASE_URL=harness.sqlite_url(tempfile.mkdtemp(prefix="bookshop-cost-")),
-    )
-    if harness.reachable(6379):
-        env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
-        env["CACHE_PREFIX"] = f"cost{os.getpid()}"
-    harness.prepare(env)
-    os.environ.update(env)
+    if not os.environ.get(PREPARED):
+        env = harness.base_env(
+            DATABASE_URL=harness.sqlite_url(tempfile.mkdtemp(prefix="bookshop-cost-")),
+        )
+        if harness.reachable(6379):
+            env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+            env["CACHE_PREFIX"] = f"cost{os.getpid()}"
+        harness.prepare(env)
+        env[PREPARED] = "1"
+        os.environ.update(env)
     import django
 
     django.setup()
-    return "Redis" if "REDIS_URL" in env else "local memory"
+    return "Redis" if "REDIS_URL" in os.environ else "local memory"
+
+
+def instructions(handler: str, page: str, requests: int) -> float:
+    """Instructions per request: two callgrind runs of a child, requests/4 and requests."""
+    sys.path.insert(0, str(HERE.parent))
+    from benchmarks.__main__ import _callgrind_total
+
+    totals = []
+    with tempfile.TemporaryDirectory() as folder:
+        for count in (requests // 4, requests):
+            out = os.path.join(folder, f"callgrind.{count}")
+            command = [
+                *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
+                *(sys.executable, __file__, "--child", handler, page, str(count)),
+            ]
+            env = {**os.environ, "PYTHONHASHSEED": "0"}
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            totals.append(_callgrind_total(Path(out).read_text()))
+    return (totals[1] - totals[0]) / (requests - requests // 4)
 
 
 def main() -> None:
@@ -188,24 +217,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", choices=HANDLERS)
     parser.add_argument("--page", choices=list(PAGES), help="only this page")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     cache = configure()
+    if args.child:
+        handler, page, count = args.child
+        measure(handler, page, int(count))
+        return
     pages = [args.page] if args.page else list(PAGES)
     if args.profile:
         for page in pages:
             print(f"== {page} through {args.profile}")
             measure(args.profile, page, args.requests, profile=True)
         return
-    print(f"CPU µs per request, median of {args.rounds} rounds (SQLite, cache: {cache}):\n")
+    if args.callgrind:
+        print(f"Thousands of instructions per request (SQLite, cache: {cache}):\n")
+    else:
+        print(f"CPU µs per request, median of {args.rounds} rounds (SQLite, cache: {cache}):\n")
     print("| page | " + " | ".join(HANDLERS) + " |")
     print("|---|" + "---:|" * len(HANDLERS))
     for page in pages:
-        figures = {
-            handler: statistics.median(
-                measure(handler, page, args.requests) for _ in range(args.rounds)
-            )
-            for handler in HANDLERS
-        }
+        if args.callgrind:
+            figures = {h: instructions(h, page, args.requests) / 1000 for h in HANDLERS}
+        else:
+            figures = {
+                handler: statistics.median(
+                    measure(handler, page, args.requests) for _ in range(args.rounds)
+                )
+                for handler in HANDLERS
+            }
         print(f"| {page} | " + " | ".join(f"{figures[h]:,.0f}" for h in HANDLERS) + " |")
 
 

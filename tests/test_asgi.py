@@ -416,3 +416,27 @@ def test_lifespan_closes_pools(schema, make):
     sent, size = _lifespan(make())
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert size == 0
+
+
+def test_hooks_on_the_loop_make_no_sync_to_async_objects(project, monkeypatch):
+    """Django makes a SyncToAsync per middleware hook call and for the response's close();
+    under our handler the safe ones go to the bridge without one (Django's handler, the
+    same requests: one per call)."""
+    made = []
+    original = SyncToAsync.__init__
+
+    def counting(self, func, *args, **kwargs):
+        made.append(hooks.dotted(func))
+        original(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__init__", counting)
+    counts = {}
+    for kind in ("django", "asyncdb"):
+        app = serve(kind)  # (loading the middleware wraps process_view once, not per call)
+        del made[:]
+        assert arun(session_visits, app, project)["json"][1]["visits"] == 2
+        counts[kind] = list(made)
+    assert counts["asyncdb"] == []
+    assert (
+        "django.contrib.sessions.middleware.SessionMiddleware.process_response" in counts["django"]
+    )

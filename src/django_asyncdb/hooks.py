@@ -22,11 +22,13 @@ whatever the project lists.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from types import MethodType
 from typing import Any
 
+import asgiref.sync as asgiref_sync
 from asgiref.sync import SyncToAsync
 from django.apps import apps
 from django.conf import settings
@@ -236,6 +238,7 @@ def done(token: Any) -> None:
 
 _original_call = SyncToAsync.__call__
 _original_asend = Signal.asend
+_original_sync_to_async = asgiref_sync.sync_to_async
 
 
 def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -244,6 +247,31 @@ def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -
     if hooks is not None and self._thread_sensitive and hooks.runs_in_loop(self.func):
         return bridge.run(self.func, *args, **kwargs)
     return _original_call(self, *args, **kwargs)
+
+
+def sync_to_async(
+    func: Callable[..., Any] | None = None,
+    *,
+    thread_sensitive: bool = True,
+    executor: Any = None,
+    context: Any = None,
+) -> Any:
+    """asgiref's sync_to_async where Django's request path calls it (middleware hooks,
+    the response's close()): a safe hook of a request of ours gets the bridge at once,
+    without a SyncToAsync object made and thrown away per call."""
+    hooks = _hooks.get()
+    if (
+        func is not None
+        and hooks is not None
+        and thread_sensitive
+        and executor is None
+        and context is None
+        and hooks.runs_in_loop(func)
+    ):
+        return functools.partial(bridge.run, func)
+    return _original_sync_to_async(  # type: ignore[call-overload]
+        func, thread_sensitive=thread_sensitive, executor=executor, context=context
+    )
 
 
 async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers import asgi as django_asgi
 from django.db import models as django_models
 from django.db import transaction as django_transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -30,6 +31,7 @@ from django.db.models.query import QuerySet, RawQuerySet
 from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
+from django.utils import deprecation as django_deprecation
 
 from . import conf, hooks, models, query, related, signals, testing, transaction, wrapper
 
@@ -68,6 +70,10 @@ def _patches() -> list[tuple[Any, str, Any]]:
         # Django's sync request hooks on the event loop, under django_asyncdb.asgi only.
         (SyncToAsync, "__call__", hooks.sync_to_async_call),
         (Signal, "asend", hooks.asend),
+        # ... without a SyncToAsync object per hook call, where Django's request path
+        # makes them (MiddlewareMixin.__acall__, ASGIHandler's response.close()).
+        (django_deprecation, "sync_to_async", hooks.sync_to_async),
+        (django_asgi, "sync_to_async", hooks.sync_to_async),
         # No hidden I/O.
         (ForwardManyToOneDescriptor, "get_object", related.forward_get_object),
         (ReverseOneToOneDescriptor, "__get__", related.reverse_one_to_one_get),
