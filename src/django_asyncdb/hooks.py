@@ -269,9 +269,8 @@ def sync_to_async(
         and hooks.runs_in_loop(func)
     ):
         return functools.partial(bridge.run, func)
-    return _original_sync_to_async(  # type: ignore[call-overload]
-        func, thread_sensitive=thread_sensitive, executor=executor, context=context
-    )
+    original: Any = _original_sync_to_async  # (typed by overloads: func or none)
+    return original(func, thread_sensitive=thread_sensitive, executor=executor, context=context)
 
 
 async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
