@@ -23,7 +23,6 @@ An application that only needs the lifespan part can wrap any ASGI application::
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -100,25 +99,6 @@ class ASGIHandler(DjangoASGIHandler):
             await super().__call__(scope, receive, send)
         finally:
             hooks.done(token)
-
-    async def read_body(self, receive: Receive) -> Any:
-        """The request body. One that came in a single message (a GET, most forms and JSON
-        bodies) is handed over as a BytesIO; Django's own reading (a SpooledTemporaryFile
-        made per request, rolled over to disk past FILE_UPLOAD_MAX_MEMORY_SIZE) takes the
-        others, from their first message on."""
-        message = await receive()
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            return io.BytesIO(message.get("body", b""))
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return message
-            return await receive()
-
-        return await super().read_body(replay)
 
 
 def get_asgi_application(*, loop_safe: Iterable[str] = ()) -> ASGIHandler:
