@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from helpers import need_redis
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = ("tortoise", "sqlalchemy", "matplotlib")
 
@@ -129,20 +131,25 @@ def _importable(name):
     return True
 
 
+def _command(module, *args, timeout=120, env=None):
+    """``python -m module args`` from the repository's root: its output (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def _layers(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["TMPDIR"] = str(tmp_path)  # the benchmark's SQLite file, apart from other runs'
     env["ASYNCDB_BENCH_DB"] = _bench_db()
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.layers", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    head, *lines = result.stdout.splitlines()
+    head, *lines = _command("benchmarks.layers", *args, timeout=600, env=env).splitlines()
     return head, {line[:52].strip(): float(line[52:].split()[0].replace(",", "")) for line in lines}
 
 
@@ -182,15 +189,8 @@ def test_layers_command_counts_instructions_on_postgresql(tmp_path):
 
 
 def test_hop_cost_command():
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.hop_cost", "--requests", "50", "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = [float(line.split(":")[1].split()[0]) for line in result.stdout.splitlines()]
+    output = _command("benchmarks.hop_cost", "--requests", "50", "--rounds", "1")
+    figures = [float(line.split(":")[1].split()[0]) for line in output.splitlines()]
     assert len(figures) == 4
     _hop, _thread, request, bridge = figures
     assert request > 0 and bridge > 0
@@ -200,23 +200,9 @@ def test_hop_cost_command():
 def test_cache_command():
     """python -m benchmarks.cache: both backends, every measure, positive figures (Redis
     is required under CI; otherwise skipped when it is not there)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        if probe.connect_ex(("127.0.0.1", 6379)) != 0:
-            if os.environ.get("CI"):
-                pytest.fail("Redis at 127.0.0.1:6379 is required under CI")
-            pytest.skip("Redis is not reachable")
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cache", "--ops", "100", "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| a")]
+    need_redis()
+    output = _command("benchmarks.cache", "--ops", "100", "--rounds", "1", timeout=300)
+    rows = [line.split("|")[1:-1] for line in output.splitlines() if line.startswith("| a")]
     assert [row[0].strip() for row in rows] == [
         "aget CPU µs/op",
         "aget ops/s, 50 tasks",

@@ -4,7 +4,6 @@ side, hop to no thread, fail with redis-py's errors, survive cancellation, and c
 their connections with the loop or on lifespan shutdown."""
 
 import asyncio
-import os
 import socket
 import uuid
 
@@ -15,20 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_asyncdb import cache as native_cache
 from django_asyncdb.cache import RedisCache
+from helpers import need_redis
 
 DB = 11  # a Redis database of the tests' own
 
 
-def _reachable() -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", 6379)) == 0
-
-
-if not _reachable():
-    if os.environ.get("CI"):
-        pytest.fail("Redis at 127.0.0.1:6379 is required under CI", pytrace=False)
-    pytest.skip("Redis is not reachable at 127.0.0.1:6379", allow_module_level=True)
+need_redis()
 
 LOCATION = f"redis://127.0.0.1:6379/{DB}"
 

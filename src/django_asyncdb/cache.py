@@ -32,7 +32,6 @@ asyncio counterpart as ``OPTIONS["async_pool_class"]``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import redis
@@ -154,39 +153,26 @@ def _async_parser_class(sync: Any) -> Any:
     return twin
 
 
-# loop -> {(servers, options): client}: shared by every instance of the backend; and
-# the loop's end watcher (kept here: the loop only holds it weakly).
+# loop -> {(servers, options): client}: shared by every instance of the backend.
 _clients: dict[asyncio.AbstractEventLoop, dict[str, _LoopClient]] = {}
-_watchers: dict[asyncio.AbstractEventLoop, Any] = {}
 _validated: set[str] = set()
 
 
+async def _close(clients: dict[str, _LoopClient] | None) -> None:
+    for client in (clients or {}).values():
+        await client.aclose()
+
+
 async def _closed_at_loop_end(loop: asyncio.AbstractEventLoop, running: bool) -> None:
-    _watchers.pop(loop, None)
-    clients = _clients.pop(loop, None) or {}
-    if running:  # the loop still runs: close the connections properly
-        for client in clients.values():
-            await client.aclose()
-
-
-def _sweep_closed_loops() -> None:
-    """Forget the clients of loops closed without ending their async generators (their
-    sockets close with the transports)."""
-    for loop in list(_clients):
-        if loop.is_closed():
-            watcher = _watchers.pop(loop, None)
-            _clients.pop(loop, None)
-            if watcher is not None:
-                with contextlib.suppress(StopIteration, RuntimeError):
-                    watcher.aclose().send(None)
+    clients = _clients.pop(loop, None)
+    if running:  # the loop still runs: close the connections properly (else their
+        await _close(clients)  # sockets close with the transports)
 
 
 async def close_caches() -> None:
     """Close the running event loop's Redis connections of every native cache (ASGI
     lifespan shutdown; the package's ASGI handler calls it)."""
-    clients = _clients.pop(asyncio.get_running_loop(), None) or {}
-    for client in clients.values():
-        await client.aclose()
+    await _close(_clients.pop(asyncio.get_running_loop(), None))
 
 
 class RedisCache(DjangoRedisCache):
@@ -225,10 +211,8 @@ class RedisCache(DjangoRedisCache):
         loop = asyncio.get_running_loop()
         clients = _clients.get(loop)
         if clients is None:
-            _sweep_closed_loops()
             clients = _clients[loop] = {}
-            if loop not in _watchers:
-                _watchers[loop] = watch_loop_end(loop, _closed_at_loop_end)
+            watch_loop_end(_closed_at_loop_end)
         client = clients.get(self._key)
         if client is None:
             client = clients[self._key] = _LoopClient(self._servers, self._all_options)

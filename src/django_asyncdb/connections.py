@@ -137,9 +137,8 @@ def pool(alias: str) -> Pool:
     loop = asyncio.get_running_loop()
     pools = _pools.get(loop)
     if pools is None:
-        _sweep_closed_loops()
         pools = _pools[loop] = {}
-        _watch_loop_end(loop)
+        watch_loop_end(_close_pools_at_loop_end)
     found = pools.get(alias)
     if found is not None and found.generation != _generation:
         pools.pop(alias)
@@ -156,9 +155,14 @@ def pool(alias: str) -> Pool:
     return found
 
 
+LoopEnd = Callable[[asyncio.AbstractEventLoop, bool], Awaitable[None]]
+# (loop, finish) -> the async generator that runs finish when the loop ends (kept here:
+# the loop holds its async generators only weakly).
+_watchers: dict[tuple[asyncio.AbstractEventLoop, LoopEnd], AsyncGenerator[None, None]] = {}
+
+
 async def _at_loop_end(
-    loop: asyncio.AbstractEventLoop,
-    finish: Callable[[asyncio.AbstractEventLoop, bool], Awaitable[None]],
+    loop: asyncio.AbstractEventLoop, finish: LoopEnd
 ) -> AsyncGenerator[None, None]:
     """An async generator that only ends: ``asyncio.run`` (and asgiref's
     ``async_to_sync``, which runs a loop per call under WSGI) closes every async
@@ -168,25 +172,40 @@ async def _at_loop_end(
     try:
         yield
     finally:
+        _watchers.pop((loop, finish), None)
         await finish(loop, asyncio._get_running_loop() is loop)
 
 
-def watch_loop_end(
-    loop: asyncio.AbstractEventLoop,
-    finish: Callable[[asyncio.AbstractEventLoop, bool], Awaitable[None]],
-) -> AsyncGenerator[None, None]:
-    """Have ``finish(loop, running)`` run when the running ``loop`` ends its async
-    generators (see :func:`_at_loop_end`); returns the generator (``aclose()`` it to
-    finish early)."""
+def watch_loop_end(finish: LoopEnd) -> None:
+    """Have ``finish(loop, running)`` run once when the running loop ends (see
+    :func:`_at_loop_end`), or when a sweep finds that loop closed without ending its
+    async generators; idempotent per loop and ``finish``."""
+    loop = asyncio.get_running_loop()
+    if (loop, finish) in _watchers:
+        return
+    sweep_closed_loops()  # a new loop: forget the ones closed by hand meanwhile
     sentinel = _at_loop_end(loop, finish)
     # Its first step registers it with the running loop's async generator hooks.
     with contextlib.suppress(StopIteration):
         sentinel.asend(None).send(None)
-    return sentinel
+    _watchers[(loop, finish)] = sentinel
+
+
+def sweep_closed_loops(everything: bool = False) -> None:
+    """Run the ``finish`` of loops closed without ending their async generators (every
+    watched loop with ``everything``), with ``running`` False."""
+    # list(): other threads (a loop per request under WSGI) may add loops meanwhile.
+    for key, sentinel in list(_watchers.items()):
+        loop = key[0]
+        if (everything or loop.is_closed()) and asyncio._get_running_loop() is not loop:
+            _watchers.pop(key, None)
+            # Finish it here, or the loop it belongs to would be asked to finalize it
+            # after it closed.
+            with contextlib.suppress(StopIteration, RuntimeError):
+                sentinel.aclose().send(None)
 
 
 async def _close_pools_at_loop_end(loop: asyncio.AbstractEventLoop, running: bool) -> None:
-    _sentinels.pop(loop, None)
     pools = _pools.pop(loop, None) or {}
     if running:
         for found in pools.values():
@@ -196,31 +215,13 @@ async def _close_pools_at_loop_end(loop: asyncio.AbstractEventLoop, running: boo
             found.abandon()
 
 
-_sentinels: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
-
-
-def _watch_loop_end(loop: asyncio.AbstractEventLoop) -> None:
-    _sentinels[loop] = watch_loop_end(loop, _close_pools_at_loop_end)
-
-
-def _sweep_closed_loops(everything: bool = False) -> None:
-    # list(): other threads (a loop per request under WSGI) may add loops meanwhile.
-    for loop in list(_pools):
-        if everything or loop.is_closed():
-            sentinel = _sentinels.pop(loop, None)
-            if sentinel is not None and asyncio._get_running_loop() is not loop:
-                # Finish it here (it abandons the pools), or the loop it belongs to
-                # would be asked to finalize it after it closed.
-                with contextlib.suppress(StopIteration, RuntimeError):
-                    sentinel.aclose().send(None)
-            for found in (_pools.pop(loop, None) or {}).values():
-                found.abandon()
-
-
 def close_all_now() -> None:
     """Close every pool's idle connections without awaiting (at exit, before a test
     database is dropped)."""
-    _sweep_closed_loops(everything=True)
+    sweep_closed_loops(everything=True)
+    for loop in list(_pools):  # (those of a loop running in this very thread)
+        for found in (_pools.pop(loop, None) or {}).values():
+            found.abandon()
 
 
 # Before the interpreter joins non-daemon threads (aiosqlite's) at exit.

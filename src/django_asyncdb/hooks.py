@@ -241,10 +241,15 @@ _original_asend = Signal.asend
 _original_sync_to_async = asgiref_sync.sync_to_async
 
 
+def _on_loop(func: Any, thread_sensitive: bool) -> bool:
+    """Is ``func`` a safe hook of a request of ours (so it runs in the bridge)?"""
+    hooks = _hooks.get()
+    return hooks is not None and thread_sensitive and hooks.runs_in_loop(func)
+
+
 def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
     """SyncToAsync.__call__: a safe hook of a request of ours runs in the bridge."""
-    hooks = _hooks.get()
-    if hooks is not None and self._thread_sensitive and hooks.runs_in_loop(self.func):
+    if _on_loop(self.func, self._thread_sensitive):
         return bridge.run(self.func, *args, **kwargs)
     return _original_call(self, *args, **kwargs)
 
@@ -259,14 +264,11 @@ def sync_to_async(
     """asgiref's sync_to_async where Django's request path calls it (middleware hooks,
     the response's close()): a safe hook of a request of ours gets the bridge at once,
     without a SyncToAsync object made and thrown away per call."""
-    hooks = _hooks.get()
     if (
         func is not None
-        and hooks is not None
-        and thread_sensitive
         and executor is None
         and context is None
-        and hooks.runs_in_loop(func)
+        and _on_loop(func, thread_sensitive)
     ):
         return functools.partial(bridge.run, func)
     original: Any = _original_sync_to_async  # (typed by overloads: func or none)
