@@ -324,7 +324,7 @@ def test_pool_and_parser_options_take_their_asyncio_twins(raw):
         return type(pool), pool.max_connections, await ours.aget_many([f"k{n}" for n in range(10)])
 
     kind, size, values = asyncio.run(main())
-    assert kind is redis.asyncio.BlockingConnectionPool
+    assert issubclass(kind, redis.asyncio.BlockingConnectionPool)
     assert size == 3
     assert values == {f"k{n}": n for n in range(10)}
     assert type(ours._cache._get_connection_pool(write=True)) is redis.BlockingConnectionPool
@@ -434,3 +434,70 @@ def test_cache_hooks_stay_in_threads_on_djangos_cache_backend(schema):
 
     assert not decided.middleware_class(SessionMiddleware)
     assert not decided.middleware_class(UpdateCacheMiddleware)
+
+
+def _kill_connections_named(name):
+    """The server drops our connections (as on a restart or a proxy's idle timeout)."""
+    admin = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        for client in admin.client_list():
+            if client.get("name") == name:
+                admin.client_kill_filter(_id=client["id"])
+    finally:
+        admin.close()
+
+
+def test_connections_dropped_by_the_server_as_djangos_backend(raw):
+    """Redis drops every pooled connection between two calls: the next call does what it
+    does on Django's backend (redis-py reconnects, or raises its ConnectionError), the
+    one after works, and no connection is left behind."""
+    name = f"adb-{uuid.uuid4().hex[:8]}"
+    djangos = DjangoRedisCache(LOCATION, _params("k", client_name=name + "-django"))
+    ours = RedisCache(LOCATION, _params("k", client_name=name))
+    djangos.set("key", "value")
+    djangos.get("key")  # its pool holds a connection now
+    _kill_connections_named(name + "-django")
+    expected = _outcome(lambda: djangos.get("key"))
+
+    async def main():
+        await ours.aget("key")  # a pooled connection
+        _kill_connections_named(name)
+        got = await _async_outcome(ours.aget, "key")
+        return got, await ours.aget("key"), _connections_named(name)
+
+    got, after, open_now = asyncio.run(main())
+    assert got[:2] == expected[:2]
+    assert after == "value"
+    assert open_now == 1
+    assert _connections_named(name) == 0  # the loop's end closed it
+    djangos._cache.get_client().connection_pool.disconnect()
+
+
+def test_socket_timeout_while_redis_is_paused(raw):
+    """OPTIONS socket_timeout 0.2 s, Redis paused for 1 s: aget() raises redis-py's
+    TimeoutError as Django's get() does, and the commands after the pause get their own
+    replies, never the timed-out one's."""
+    options = {"socket_timeout": 0.2}
+    djangos = DjangoRedisCache(LOCATION, _params("t", **options))
+    ours = RedisCache(LOCATION, _params("t", **options))
+    admin = redis.Redis(host="127.0.0.1", port=6379, db=DB)
+    djangos.set("first", 1)
+    djangos.set("second", 2)
+
+    async def main():
+        await ours.aget("first")  # connected before the pause
+        admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        try:
+            expected = _outcome(lambda: djangos.get("first"))
+            got = await _async_outcome(ours.aget, "first")
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+        return expected, got, await ours.aget("second"), await ours.aget("first")
+
+    try:
+        expected, got, second, first = asyncio.run(main())
+    finally:
+        admin.close()
+    assert expected[0] == "error" and issubclass(expected[1], redis.exceptions.TimeoutError)
+    assert got[:2] == expected[:2]
+    assert (second, first) == (2, 1)

@@ -32,6 +32,7 @@ asyncio counterpart as ``OPTIONS["async_pool_class"]``.
 from __future__ import annotations
 
 import asyncio
+import select
 from typing import Any
 
 import redis
@@ -49,9 +50,43 @@ __all__ = ["RedisCache", "close_caches"]
 
 # OPTIONS read here, never passed to Django's sync client.
 _OWN_OPTIONS = ("async_pool_class",)
+
+
+def _dropped(connection: Any) -> bool:
+    """An idle connection whose socket has something to read: the server's goodbye (a
+    restart, CLIENT KILL, an idle timeout), which the loop may not have read yet."""
+    writer = getattr(connection, "_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _SeesDrops:
+    """redis-py's asyncio pools check a connection before handing it out, but only through
+    the stream the loop fills: a goodbye that arrived since the loop last looked passes, and
+    the command fails with ConnectionError where the sync pool, which asks the socket,
+    reconnects. This asks the socket too."""
+
+    async def ensure_connection(self, connection: Any) -> None:
+        if _dropped(connection):
+            await connection.disconnect()
+        await super().ensure_connection(connection)  # type: ignore[misc]
+
+
+class _ConnectionPool(_SeesDrops, redis.asyncio.ConnectionPool):
+    """redis.asyncio.ConnectionPool that sees a dropped connection as the sync one does."""
+
+
+class _BlockingConnectionPool(_SeesDrops, redis.asyncio.BlockingConnectionPool):
+    """redis.asyncio.BlockingConnectionPool that sees a dropped connection as the sync one does."""
+
+
 _POOLS: dict[Any, type] = {
-    redis.ConnectionPool: redis.asyncio.ConnectionPool,
-    redis.BlockingConnectionPool: redis.asyncio.BlockingConnectionPool,
+    redis.ConnectionPool: _ConnectionPool,
+    redis.BlockingConnectionPool: _BlockingConnectionPool,
 }
 # redis-py's sync parsers and their asyncio twins, by name (the private classes move).
 _PARSERS = {
