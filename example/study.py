@@ -1,18 +1,24 @@
 """Load study: WSGI vs ASGI, sync views vs thread-hop async vs native async, driven by wrk.
 
-    python example/study.py                       # everything, about 20 minutes
+    python example/study.py                       # everything, about 45 minutes
     python example/study.py --seconds 1 --levels 16 --configs asgi-asyncdb --views detail
 
 Configurations, each server in its own process on a fresh seeded database, each with
 --workers worker processes (2 by default, one per core of the study's machine):
   wsgi              gunicorn sync workers, the /sync/ views
+  wsgi-gthread      gunicorn gthread workers with --threads threads each (by default the
+                    async pool's size: the same database connection budget), the /sync/ views
   asgi-django       uvicorn, the /async/ views on Django's built-in async ORM (ASYNCDB=0)
                     and Django's ASGI handler
   asgi-asyncdb-orm  uvicorn, the /async/ views on django_asyncdb's ORM, Django's handler
                     (ASGI_HANDLER=django): what the ORM alone changes
   asgi-asyncdb      uvicorn, the /async/ views on django_asyncdb's ORM and its handler
-Writes README.md, results.json and one PNG per view into --out (example/results/).
-Loopback only; every wrk run is bounded by --seconds.
+Links (--links, round-trip milliseconds added between the servers and PostgreSQL): 0 is
+loopback; 1 puts PostgreSQL behind a delay proxy (link.py, delaylink.c) adding 0.5 ms each
+way, for the views that query the database (--link-views). Redis and the upstream stay local.
+Writes README.md, results.json and one PNG per view and link into --out (example/results/).
+Every wrk run is bounded by --seconds; CPU ms per request is the server's processes' user +
+system CPU over the run (from /proc) divided by the requests wrk counted.
 """
 
 from __future__ import annotations
@@ -30,16 +36,20 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 # harness.py beside this file, and the repository's benchmarks package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import harness
+import httpx
+import link as links
 from benchmarks import machine
 
 CONFIGS = {
     "wsgi": "gunicorn sync workers, sync views",
+    "wsgi-gthread": "gunicorn gthread workers, sync views, one thread per pooled connection",
     "asgi-django": "uvicorn, async views, Django's async ORM and ASGI handler (thread hops)",
     "asgi-asyncdb-orm": "uvicorn, async views, django_asyncdb's ORM on Django's ASGI handler",
     "asgi-asyncdb": "uvicorn, async views, django_asyncdb's ORM and ASGI handler",
@@ -71,12 +81,14 @@ class Cell:
     config: str
     view: str
     connections: int
+    link_ms: float
     requests_per_second: float
     p50_ms: float
     p99_ms: float
     requests: int
     non_2xx: int
     socket_errors: int
+    cpu_ms: float = 0.0  # the server's CPU per request
 
     @property
     def errors(self) -> int:
@@ -90,7 +102,7 @@ def duration_ms(text: str) -> float:
     return float(match[1]) * UNITS[match[2]]
 
 
-def parse_wrk(output: str, config: str, view: str, connections: int) -> Cell:
+def parse_wrk(output: str, config: str, view: str, connections: int, link_ms: float) -> Cell:
     """Requests/s, p50, p99 and errors from ``wrk --latency`` output."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
@@ -106,6 +118,7 @@ def parse_wrk(output: str, config: str, view: str, connections: int) -> Cell:
         config=config,
         view=view,
         connections=connections,
+        link_ms=link_ms,
         requests_per_second=float(rps[1]),
         p50_ms=duration_ms(p50[1]),
         p99_ms=duration_ms(p99[1]),
@@ -136,31 +149,48 @@ def database_url(choice: str, folder: Path, config: str) -> str:
     return harness.sqlite_url(str(folder))
 
 
-def start(config: str, env: dict[str, str], log: Path, workers: int) -> harness.Server:
+def start(config: str, env: dict[str, str], log: Path, args: argparse.Namespace) -> harness.Server:
     if config == "wsgi":
-        return harness.gunicorn(env, log, workers=workers)
-    return harness.uvicorn(env, log, workers=workers)
+        return harness.gunicorn(env, log, workers=args.workers)
+    if config == "wsgi-gthread":
+        return harness.gunicorn(env, log, workers=args.workers, threads=args.threads)
+    return harness.uvicorn(env, log, workers=args.workers)
 
 
 def serve(
-    args: argparse.Namespace, work: Path, upstream: harness.Server, redis: bool, config: str
+    args: argparse.Namespace,
+    work: Path,
+    upstream: harness.Server,
+    redis: bool,
+    config: str,
+    link: links.DelayLink | None,
 ) -> tuple[harness.Server, dict[str, str]]:
-    """Start ``config`` on a fresh seeded database of its own; the server and its env."""
+    """Start ``config`` on a fresh seeded database of its own, through ``link`` if one is
+    given; the server and the env that reaches the database directly (for restores)."""
     url = database_url(args.database, work, config)
+    wsgi = config.startswith("wsgi")
     env = harness.base_env(
         DATABASE_URL=url,
         ASYNCDB="0" if config == "asgi-django" else "1",
         ASGI_HANDLER="django" if config in ("asgi-django", "asgi-asyncdb-orm") else "asyncdb",
         ASYNCDB_POOL=str(args.pool),
-        CONN_MAX_AGE=str(args.conn_max_age if config == "wsgi" else 0),
+        CONN_MAX_AGE=str(args.conn_max_age if wsgi else 0),
         DJANGO_POOL=str(args.pool if config == "asgi-django" else 0),
         UPSTREAM_URL=f"{upstream.url}/",
         CACHE_PREFIX=f"study-{config}-{os.getpid()}",
+        # Counting costs nothing where nothing hops; the report checks the cached view's.
+        COUNT_HOPS="1" if config == "asgi-asyncdb" else "0",
     )
     if redis:
         env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
     harness.prepare(env)
-    return start(config, env, work / f"{config}.log", args.workers), env
+    served = dict(env)
+    if link is not None:
+        parts = urlsplit(url)
+        netloc = f"{parts.username}@127.0.0.1:{link.port}"
+        served["DATABASE_URL"] = urlunsplit(parts._replace(netloc=netloc))
+    log = work / f"{config}-{link.port if link else 'loopback'}.log"
+    return start(config, served, log, args), env
 
 
 def median_cell(runs: list[Cell]) -> Cell:
@@ -173,10 +203,25 @@ def median_cell(runs: list[Cell]) -> Cell:
     )
 
 
+def link_label(link_ms: float) -> str:
+    return "loopback" if not link_ms else f"{link_ms:g} ms round trip to PostgreSQL"
+
+
+def cached_view_hops(server: harness.Server, requests: int = 100) -> int:
+    """Thread hops of ``requests`` GETs of the async cached view (COUNT_HOPS servers): the
+    sync /debug/hops/ view's own hops (the view and its response's close) left out."""
+    httpx.post(f"{server.url}/debug/hops/", timeout=10)
+    for _ in range(requests):
+        httpx.get(f"{server.url}/async/cached/", timeout=10).raise_for_status()
+    hops = httpx.get(f"{server.url}/debug/hops/", timeout=10).json()
+    own = {"books.hops.hops", "django.http.response.HttpResponseBase.close"}
+    return sum(n for name, n in hops.items() if name not in own)
+
+
 def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str, str]]:
-    """Every configuration's server runs at once; each cell (view, level) is measured on each
-    configuration in turn, the order rotating, so that the machine's drift over the run
-    falls on all of them alike."""
+    """For each link, every configuration's server runs at once; each cell (view, level) is
+    measured on each configuration in turn, the order rotating, so that the machine's drift
+    over the run falls on all of them alike."""
     facts: dict[str, str] = {}
     lua = work / "post.lua"
     lua.write_text(POST_LUA)
@@ -190,45 +235,96 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Cell], dict[str,
         if redis
         else "local memory"
     )
+    runs: dict[tuple[str, str, int, float], list[Cell]] = {}
+    postgresql = args.database == "postgresql" or (
+        args.database == "auto" and harness.reachable(5432)
+    )
+    try:
+        for link_ms in args.links:
+            views = [v for v in args.views if not link_ms or v in args.link_views]
+            if link_ms and not postgresql:
+                facts[f"link {link_ms:g}"] = "skipped: SQLite has no network link"
+                continue
+            if views:
+                measure_link(args, work, lua, upstream, redis, link_ms, views, runs, facts)
+    finally:
+        upstream.stop()
+    return [median_cell(cells) for cells in runs.values()], facts
+
+
+def measure_link(
+    args: argparse.Namespace,
+    work: Path,
+    lua: Path,
+    upstream: harness.Server,
+    redis: bool,
+    link_ms: float,
+    views: list[str],
+    runs: dict[tuple[str, str, int, float], list[Cell]],
+    facts: dict[str, str],
+) -> None:
     servers: dict[str, harness.Server] = {}
     envs: dict[str, dict[str, str]] = {}
-    runs: dict[tuple[str, str, int], list[Cell]] = {}
+    link = links.DelayLink(5432, link_ms / 2).start() if link_ms else None
+    requests_over_link = 0
     try:
+        if link is not None:
+            direct = links.postgresql_round_trip_ms(5432)
+            delayed = links.postgresql_round_trip_ms(link.port)
+            facts[f"link {link_ms:g}"] = (
+                f"SELECT 1 takes {delayed:.2f} ms through the delay proxy, "
+                f"{direct:.2f} ms on loopback (median of 200)"
+            )
+            link_cpu = link.cpu_seconds()
         for config in args.configs:
-            servers[config], envs[config] = serve(args, work, upstream, redis, config)
+            servers[config], envs[config] = serve(args, work, upstream, redis, config, link)
             scheme = envs[config]["DATABASE_URL"].split(":", 1)[0]
             facts["database"] = scheme.replace("postgres", "postgresql")
         for server in servers.values():
             server.wait_ready()
         turn = 0
         for round_ in range(args.rounds):
-            for view in args.views:
+            for view in views:
                 for level in args.levels:
                     order = args.configs[turn % len(args.configs) :]
                     order += args.configs[: turn % len(args.configs)]
                     turn += 1
                     for config in order:
-                        prefix = "/sync" if config == "wsgi" else "/async"
-                        path = servers[config].url + prefix + VIEWS[view][0]
+                        server = servers[config]
+                        prefix = "/sync" if config.startswith("wsgi") else "/async"
+                        path = server.url + prefix + VIEWS[view][0]
                         script = lua if view == "create" else None
+                        cpu = links.tree_cpu_seconds(server.process.pid)
                         output = run_wrk(path, level, args.seconds, script)
-                        cell = parse_wrk(output, config, view, level)
-                        runs.setdefault((config, view, level), []).append(cell)
+                        cpu = links.tree_cpu_seconds(server.process.pid) - cpu
+                        cell = parse_wrk(output, config, view, level, link_ms)
+                        cell.cpu_ms = cpu * 1000 / max(cell.requests, 1)
+                        requests_over_link += cell.requests
+                        runs.setdefault((config, view, level, link_ms), []).append(cell)
                         if view == "create":  # every cell starts from the seeded data
                             harness.restore(envs[config])
                         print(
-                            f"round {round_ + 1} {config:16} {view:9} c={level:<3}"
-                            f" {cell.requests_per_second:9.1f} req/s  p50 {cell.p50_ms:8.2f} ms"
-                            f"  p99 {cell.p99_ms:8.2f} ms  errors {cell.errors}",
+                            f"round {round_ + 1} {link_label(link_ms)[:8]:8} {config:16}"
+                            f" {view:9} c={level:<3} {cell.requests_per_second:9.1f} req/s"
+                            f"  p50 {cell.p50_ms:8.2f} ms  p99 {cell.p99_ms:8.2f} ms"
+                            f"  CPU {cell.cpu_ms:6.2f} ms/req  errors {cell.errors}",
                             flush=True,
                         )
+        if "asgi-asyncdb" in servers and "cached" in views:
+            facts["cached view hops"] = str(cached_view_hops(servers["asgi-asyncdb"]))
+        if link is not None:
+            used = link.cpu_seconds() - link_cpu
+            facts[f"link {link_ms:g}"] += (
+                f"; the proxy used {used * 1000 / max(requests_over_link, 1):.3f} ms of CPU "
+                "per request measured, not counted in the servers' CPU"
+            )
     finally:
         for config, server in servers.items():
             code = server.stop()
             if code != 0:
                 print(f"{config}: server exited with {code}; log in {server.log_path}")
-        upstream.stop()
-    return [median_cell(cells) for cells in runs.values()], facts
+        if link is not None:
+            link.stop()
 
 
 def versions() -> dict[str, str]:
@@ -245,42 +341,67 @@ def versions() -> dict[str, str]:
     return found
 
 
-def find(cells: list[Cell], config: str, view: str, level: int) -> Cell | None:
+def find(
+    cells: list[Cell], config: str, view: str, level: int, link_ms: float = 0.0
+) -> Cell | None:
     for cell in cells:
-        if (cell.config, cell.view, cell.connections) == (config, view, level):
+        if (cell.config, cell.view, cell.connections, cell.link_ms) == (
+            config,
+            view,
+            level,
+            link_ms,
+        ):
             return cell
     return None
 
 
-def targets(cells: list[Cell], top: int, workers: int) -> list[str]:
-    """The issue's targets, checked on this run's figures."""
+def best_wsgi(cells: list[Cell], view: str, level: int, link_ms: float) -> Cell | None:
+    found = [find(cells, c, view, level, link_ms) for c in CONFIGS if c.startswith("wsgi")]
+    return max((c for c in found if c), key=lambda c: c.requests_per_second, default=None)
+
+
+def versus(ours: Cell, theirs: Cell, target: float) -> str:
+    ratio = ours.requests_per_second / max(theirs.requests_per_second, 1e-9)
+    held = "held" if ratio >= target else f"missed by {(1 - ratio / target) * 100:.0f}%"
+    return (
+        f"{ratio:.2f}x `{theirs.config}` ({ours.requests_per_second:,.0f} vs "
+        f"{theirs.requests_per_second:,.0f} req/s; CPU {ours.cpu_ms:.2f} vs "
+        f"{theirs.cpu_ms:.2f} ms per request) (target {target:g}x): **{held}**"
+    )
+
+
+def targets(cells: list[Cell], facts: dict[str, str], top: int) -> list[str]:
+    """The targets, checked on this run's figures (the top connection level)."""
     lines = []
+    for link_ms, goals in ((0.0, None), (1.0, {"detail": 2.0, "create": 2.0, "fanout": 2.0})):
+        for view in VIEWS:
+            ours = find(cells, "asgi-asyncdb", view, top, link_ms)
+            wsgi = best_wsgi(cells, view, top, link_ms)
+            if not (ours and wsgi):
+                continue
+            target = (10.0 if view == "upstream" else 1.0) if goals is None else goals.get(view)
+            if target is None:
+                continue
+            lines.append(
+                f"- {VIEWS[view][1]}, {link_label(link_ms)}, {top} connections: "
+                f"asgi-asyncdb {versus(ours, wsgi, target)}"
+            )
     asyncdb = find(cells, "asgi-asyncdb", "detail", top)
     django = find(cells, "asgi-django", "detail", top)
     if asyncdb and django:
         ratio = asyncdb.requests_per_second / max(django.requests_per_second, 1e-9)
         held = ratio >= 2 and asyncdb.p99_ms < django.p99_ms
         lines.append(
-            f"- ORM detail, {top} connections: django_asyncdb {ratio:.2f}x the requests/s of "
-            f"Django's async ORM (target 2x), p99 {asyncdb.p99_ms:.1f} ms vs "
+            f"- ORM detail, loopback, {top} connections: django_asyncdb {ratio:.2f}x the "
+            f"requests/s of Django's async ORM (target 2x), p99 {asyncdb.p99_ms:.1f} ms vs "
             f"{django.p99_ms:.1f} ms (target: lower): **{'held' if held else 'missed'}**"
         )
-        orm = find(cells, "asgi-asyncdb-orm", "detail", top)
-        if orm:
-            lines.append(
-                f"  - of which the ORM alone (`asgi-asyncdb-orm`, on Django's handler): "
-                f"{orm.requests_per_second / max(django.requests_per_second, 1e-9):.2f}x, "
-                f"p99 {orm.p99_ms:.1f} ms"
-            )
-    wsgi = find(cells, "wsgi", "upstream", top)
-    for config in ("asgi-django", "asgi-asyncdb-orm", "asgi-asyncdb"):
-        other = find(cells, config, "upstream", top)
-        if wsgi and other:
-            ratio = other.requests_per_second / max(wsgi.requests_per_second, 1e-9)
-            lines.append(
-                f"- External API, {top} connections: {config} {ratio:.1f}x the requests/s of "
-                f"{workers}-worker WSGI (target 10x): **{'held' if ratio >= 10 else 'missed'}**"
-            )
+    if "cached view hops" in facts:
+        hops = int(facts["cached view hops"])
+        lines.append(
+            f"- Thread hops in 100 requests of the async cached view (asgi-asyncdb): {hops}"
+            f" (target 0): **{'held' if hops == 0 else 'missed'}**"
+        )
     failed = [c for c in cells if c.errors]
     lines.append(
         "- Errors: "
@@ -288,31 +409,40 @@ def targets(cells: list[Cell], top: int, workers: int) -> list[str]:
             "none in any configuration at any level: **held**"
             if not failed
             else "**missed**: "
-            + ", ".join(f"{c.config} {c.view} c={c.connections}: {c.errors}" for c in failed)
+            + ", ".join(
+                f"{c.config} {c.view} c={c.connections} {link_label(c.link_ms)}: {c.errors}"
+                for c in failed
+            )
         )
     )
     return lines
 
 
-def table(cells: list[Cell], configs: list[str], views: list[str], levels: list[int]) -> str:
+def table(
+    cells: list[Cell], configs: list[str], views: list[str], levels: list[int], link_ms: float
+) -> str:
     head = "| view | connections |" + "".join(
-        f" {c} req/s | {c} p50 / p99 ms | {c} errors |" for c in configs
+        f" {c} req/s | p50 / p99 ms | CPU ms/req | errors |" for c in configs
     )
-    rows = [head, "|---|---:|" + "---:|---:|---:|" * len(configs)]
+    rows = [head, "|---|---:|" + "---:|---:|---:|---:|" * len(configs)]
     for view in views:
         for level in levels:
             row = f"| {VIEWS[view][1]} | {level} |"
             for config in configs:
-                cell = find(cells, config, view, level)
+                cell = find(cells, config, view, level, link_ms)
                 if cell is None:
-                    row += " n/a | n/a | n/a |"
+                    row += " n/a | n/a | n/a | n/a |"
                     continue
                 row += (
                     f" {cell.requests_per_second:,.0f} | {cell.p50_ms:.1f} / {cell.p99_ms:.1f} |"
-                    f" {cell.errors} |"
+                    f" {cell.cpu_ms:.2f} | {cell.errors} |"
                 )
             rows.append(row)
     return "\n".join(rows)
+
+
+def measured_views(cells: list[Cell], views: list[str], link_ms: float) -> list[str]:
+    return [v for v in views if any(c.view == v and c.link_ms == link_ms for c in cells)]
 
 
 def charts(cells: list[Cell], args: argparse.Namespace, out: Path) -> list[str]:
@@ -323,27 +453,33 @@ def charts(cells: list[Cell], args: argparse.Namespace, out: Path) -> list[str]:
 
     names = []
     width = 0.8 / len(args.configs)
-    for view in args.views:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        for i, config in enumerate(args.configs):
-            found = [find(cells, config, view, level) for level in args.levels]
-            xs = [x + i * width for x in range(len(args.levels))]
-            left.bar(xs, [c.requests_per_second if c else 0 for c in found], width, label=config)
-            right.bar(xs, [c.p99_ms if c else 0 for c in found], width, label=config)
-        for axis, title in ((left, "requests/s (higher is better)"), (right, "p99 ms (lower)")):
-            axis.set_xticks(
-                [x + width * (len(args.configs) - 1) / 2 for x in range(len(args.levels))]
-            )
-            axis.set_xticklabels([f"{level} conn." for level in args.levels])
-            axis.set_title(title)
-        right.set_yscale("log")
-        left.legend(fontsize="small")
-        fig.suptitle(f"{VIEWS[view][1]} ({view})")
-        fig.tight_layout()
-        name = f"{view}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        names.append(name)
+    for link_ms in args.links:
+        for view in measured_views(cells, args.views, link_ms):
+            fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+            for i, config in enumerate(args.configs):
+                found = [find(cells, config, view, level, link_ms) for level in args.levels]
+                xs = [x + i * width for x in range(len(args.levels))]
+                left.bar(
+                    xs, [c.requests_per_second if c else 0 for c in found], width, label=config
+                )
+                right.bar(xs, [c.p99_ms if c else 0 for c in found], width, label=config)
+            for axis, title in (
+                (left, "requests/s (higher is better)"),
+                (right, "p99 ms (lower)"),
+            ):
+                axis.set_xticks(
+                    [x + width * (len(args.configs) - 1) / 2 for x in range(len(args.levels))]
+                )
+                axis.set_xticklabels([f"{level} conn." for level in args.levels])
+                axis.set_title(title)
+            right.set_yscale("log")
+            left.legend(fontsize="small")
+            fig.suptitle(f"{VIEWS[view][1]} ({view}), {link_label(link_ms)}")
+            fig.tight_layout()
+            name = f"{view}.png" if not link_ms else f"{view}-{link_ms:g}ms.png"
+            fig.savefig(out / name, dpi=90)
+            plt.close(fig)
+            names.append(name)
     return names
 
 
@@ -358,16 +494,18 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         "",
         f"Command: `{args.command}`",
         "",
-        f"Database: {facts.get('database', '?')}, fresh and seeded for each configuration; "
-        f"cache: {facts.get('cache', '?')}; upstream delay {args.upstream_delay:g} ms; "
+        f"Database: {facts.get('database', '?')}, fresh and seeded for each configuration and "
+        f"link; cache: {facts.get('cache', '?')}; upstream delay {args.upstream_delay:g} ms; "
         f"{args.seconds:g} s per cell, {args.rounds} round(s) (the median's shown, errors "
-        "of all rounds); every server runs throughout, and each cell is measured on each "
-        "configuration in turn, in a rotating order; "
-        f"django_asyncdb pool MAX_SIZE {args.pool} per worker; "
+        "of all rounds); every server of a link runs throughout, and each cell is measured on "
+        "each configuration in turn, in a rotating order; "
+        f"django_asyncdb pool MAX_SIZE {args.pool} per worker; `wsgi-gthread` "
+        f"{args.threads} threads per worker; "
         f"CONN_MAX_AGE {args.conn_max_age} for WSGI; under ASGI 0 (Django's advice), and on "
         f"PostgreSQL Django's own psycopg pool of {args.pool} per worker for `asgi-django`. "
         "The upstream client: httpx, 8 AsyncClients of 8 connections per worker "
-        "(books/upstream.py).",
+        "(books/upstream.py). CPU ms/req: the server's processes' user + system CPU during "
+        "the cell divided by its requests (the machine has 2 cores; wrk runs on them too).",
         "",
         f"Configurations (each server in its own process, with {args.workers} worker "
         f"process{'es' if args.workers > 1 else ''}, gunicorn's and uvicorn's alike):",
@@ -376,13 +514,17 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         "",
         "Latencies in ms; errors are non-2xx responses plus socket errors, as wrk counts them.",
         "",
-        table(cells, args.configs, args.views, args.levels),
-        "",
-        "## Targets",
-        "",
-        *targets(cells, top, args.workers),
-        "",
     ]
+    for link_ms in args.links:
+        views = measured_views(cells, args.views, link_ms)
+        if not views:
+            continue
+        label = link_label(link_ms)
+        lines += [f"## {label[0].upper()}{label[1:]}", ""]
+        if f"link {link_ms:g}" in facts:
+            lines += [f"Link: {facts[f'link {link_ms:g}']}.", ""]
+        lines += [table(cells, args.configs, views, args.levels, link_ms), ""]
+    lines += ["## Targets", "", *targets(cells, facts, top), ""]
     lines += [f"![{name}]({name})" for name in charts(cells, args, out)]
     return "\n".join(lines) + "\n"
 
@@ -404,9 +546,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--conn-max-age", type=int, default=60, help="WSGI CONN_MAX_AGE")
     parser.add_argument("--workers", type=int, default=2, help="worker processes per server")
+    parser.add_argument(
+        "--threads", type=int, help="threads per wsgi-gthread worker (default: --pool)"
+    )
+    parser.add_argument(
+        "--links",
+        nargs="+",
+        type=float,
+        default=[0.0, 1.0],
+        help="round-trip ms added between the servers and PostgreSQL; 0 is loopback",
+    )
+    parser.add_argument(
+        "--link-views",
+        nargs="+",
+        choices=list(VIEWS),
+        default=["books", "detail", "create", "fanout"],
+        help="the views measured over a delayed link (the others do not query the database)",
+    )
     parser.add_argument("--out", type=Path, default=harness.HERE / "results")
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "example/study.py", *(argv or sys.argv[1:])])
+    args.threads = args.threads or args.pool
+    if any(args.links) and args.database != "sqlite" and links.compiler() is None:
+        print(
+            "a delayed link needs a C compiler (cc or gcc) for example/delaylink.c", file=sys.stderr
+        )
+        return 2
     if not shutil.which("wrk"):
         print(
             "wrk is not installed: on Debian/Ubuntu `apt-get install -y wrk` (as root), "
@@ -423,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(cells, facts, args, args.out)
     (args.out / "README.md").write_text(text)
     print(f"\nwrote {args.out / 'README.md'}")
-    print("\n".join(targets(cells, max(args.levels), args.workers)))
+    print("\n".join(targets(cells, facts, max(args.levels))))
     return 0
 
 

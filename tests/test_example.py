@@ -4,6 +4,7 @@ Every server runs in its own process on a fresh database (SQLite always, Postgre
 reachable and under CI=true), so these tests share nothing with this process's Django set-up.
 """
 
+import json
 import os
 import re
 import shutil
@@ -251,14 +252,45 @@ def test_lifespan_shutdown_is_clean(stack):
 @pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)")
 def test_study_smoke(tmp_path):
     argv = [sys.executable, str(EXAMPLE / "study.py"), "--database", "sqlite"]
-    argv += ["--configs", "asgi-asyncdb", "--views", "detail", "create", "--levels", "2"]
-    argv += ["--seconds", "1", "--out", str(tmp_path)]
+    argv += ["--configs", "wsgi-gthread", "asgi-asyncdb", "--views", "detail", "create"]
+    argv += ["--levels", "2", "--seconds", "1", "--threads", "4", "--out", str(tmp_path)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     report = (tmp_path / "README.md").read_text()
-    assert "| ORM detail as JSON | 2 |" in report
+    assert re.search(
+        r"\| ORM detail as JSON \| 2 \|( [\d,.]+ \| [\d.]+ / [\d.]+ \| [\d.]+ \| 0 \|){2}$",
+        report,
+        re.M,
+    ), report
     assert "Errors: none in any configuration at any level" in report
+    assert "round trip to PostgreSQL" not in report  # SQLite: no link to delay
     assert (tmp_path / "detail.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)")
+def test_study_over_a_delayed_link(tmp_path):
+    """The study's 1 ms dimension on PostgreSQL: the link measured, the servers reach the
+    database through it (a sync worker's requests take at least its round trips)."""
+    if harness.postgresql_url("asyncdb_example_probe") is None:
+        if CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required under CI")
+        pytest.skip("PostgreSQL is not reachable")
+    argv = [sys.executable, str(EXAMPLE / "study.py"), "--database", "postgresql"]
+    argv += ["--configs", "wsgi", "asgi-asyncdb", "--views", "detail", "--levels", "1"]
+    argv += ["--seconds", "1", "--links", "0", "1", "--out", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "README.md").read_text()
+    assert "## Loopback" in report and "## 1 ms round trip to PostgreSQL" in report, report
+    link = re.search(r"SELECT 1 takes ([\d.]+) ms through the delay proxy, ([\d.]+) ms", report)
+    assert link and float(link[1]) >= float(link[2]) + 0.95, report
+    results = json.loads((tmp_path / "results.json").read_text())["cells"]
+    wsgi = {c["link_ms"]: c for c in results if c["config"] == "wsgi"}
+    # The detail view's two queries: one connection, one request at a time, >= 2 ms each.
+    assert wsgi[1.0]["p50_ms"] >= 2.0, wsgi
+    assert wsgi[1.0]["p50_ms"] > wsgi[0.0]["p50_ms"], wsgi
+    assert all(c["cpu_ms"] > 0 and not c["non_2xx"] + c["socket_errors"] for c in results)
+    assert (tmp_path / "detail-1ms.png").stat().st_size > 0
 
 
 def test_seed_restore_puts_the_seeded_reviews_back(tmp_path):
