@@ -1,14 +1,15 @@
 """What one request costs the server process, handler by handler, without a server.
 
     python example/request_cost.py [--requests 2000] [--rounds 3] [--profile HANDLER]
-                                   [--callgrind]
+                                   [--callgrind] [--page PAGE] [--database postgresql]
 
 The bookshop's pages called in this process, one request after another: the sync views
 through Django's WSGI handler (as gunicorn calls it), the async views through Django's
 ASGI handler and through the package's (as uvicorn calls them, with the same ASGI
-messages), on a fresh SQLite database (seeded) and Redis when it is reachable (else local
-memory). Reports client CPU µs per request (process CPU time, all threads: Django's
-handler hops to threads); the HTTP server's own work (parsing, sockets) is not in it.
+messages), on a fresh seeded database (SQLite, or PostgreSQL on 127.0.0.1 with --database)
+and Redis when it is reachable (else local memory). Reports client CPU µs per request
+(process CPU time, all threads: Django's handler hops to threads); the HTTP server's own
+work (parsing, sockets) is not in it.
 ``--callgrind`` counts instructions per request instead (valgrind, two runs of different
 request counts per handler and page, the difference over the request difference: steady
 whatever the machine is doing). ``--profile asgi-asyncdb`` (or ``wsgi``, ``asgi-django``)
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PAGES = {"detail": "books/1.json", "cached": "cached/"}
+PAGES = {"detail": "books/1.json", "cached": "cached/", "fanout": "fanout/", "books": "books/"}
 HANDLERS = ("wsgi", "asgi-django", "asgi-asyncdb")
 
 
@@ -170,16 +171,19 @@ def measure(handler: str, page: str, requests: int, profile: bool = False) -> fl
 PREPARED = "BOOKSHOP_COST_PREPARED"
 
 
-def configure() -> str:
-    """The bookshop's settings on a fresh seeded SQLite database (the parent's, in a child
-    run); Redis if reachable."""
+def configure(database: str = "sqlite") -> str:
+    """The bookshop's settings on a fresh seeded database, SQLite or PostgreSQL (the
+    parent's, in a child run); Redis if reachable."""
     sys.path.insert(0, str(HERE))
     import harness
 
     if not os.environ.get(PREPARED):
-        env = harness.base_env(
-            DATABASE_URL=harness.sqlite_url(tempfile.mkdtemp(prefix="bookshop-cost-")),
-        )
+        url = harness.sqlite_url(tempfile.mkdtemp(prefix="bookshop-cost-"))
+        if database == "postgresql":
+            url = harness.postgresql_url("bookshop_cost") or ""
+            if not url:
+                raise SystemExit("PostgreSQL at 127.0.0.1:5432 is not reachable")
+        env = harness.base_env(DATABASE_URL=url)
         if harness.reachable(6379):
             env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
             env["CACHE_PREFIX"] = f"cost{os.getpid()}"
@@ -217,10 +221,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", choices=HANDLERS)
     parser.add_argument("--page", choices=list(PAGES), help="only this page")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    cache = configure()
+    cache = configure(args.database)
+    where = "SQLite" if args.database == "sqlite" else "PostgreSQL"
     if args.child:
         handler, page, count = args.child
         measure(handler, page, int(count))
@@ -232,9 +238,9 @@ def main() -> None:
             measure(args.profile, page, args.requests, profile=True)
         return
     if args.callgrind:
-        print(f"Thousands of instructions per request (SQLite, cache: {cache}):\n")
+        print(f"Thousands of instructions per request ({where}, cache: {cache}):\n")
     else:
-        print(f"CPU µs per request, median of {args.rounds} rounds (SQLite, cache: {cache}):\n")
+        print(f"CPU µs per request, median of {args.rounds} rounds ({where}, cache: {cache}):\n")
     print("| page | " + " | ".join(HANDLERS) + " |")
     print("|---|" + "---:|" * len(HANDLERS))
     for page in pages:

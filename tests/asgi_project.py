@@ -1,8 +1,10 @@
 """A small project served through an ASGI handler in tests/test_asgi.py: views, middleware,
 URLs (ROOT_URLCONF) and a router that puts the sessions on the alias under test."""
 
+import asyncio
 import threading
 
+from django.db import connections
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.urls import path
@@ -85,6 +87,24 @@ async def stream(request):
     return StreamingHttpResponse(chunks())
 
 
+async def fanout(request, alias):
+    """Queries at once in gathered tasks: which Django wrapper did each task use? The
+    first task took its own wrapper before querying."""
+
+    async def own():
+        wrapper = connections[alias]  # this task's own, made before any query
+        return await Author.objects.using(alias).acount(), id(wrapper)
+
+    async def count(**lookups):
+        found = await Author.objects.using(alias).filter(**lookups).acount()
+        return found, id(connections[alias])
+
+    results = await asyncio.gather(
+        own(), count(), count(name__startswith="A"), count(pk__gt=0), count(pk__lt=0)
+    )
+    return JsonResponse({"counts": [n for n, _ in results], "wrappers": [w for _, w in results]})
+
+
 PAGES_MADE = []
 
 
@@ -96,6 +116,7 @@ async def page(request):
 
 urlpatterns = [
     path("page/", page),
+    path("<str:alias>/fanout/", fanout),
     path("<str:alias>/visits/", visits),
     path("<str:alias>/sync-visits/", sync_visits),
     path("form/", form),

@@ -207,6 +207,39 @@ def test_sync_view_still_runs_in_a_thread(project, hops):
     ]
 
 
+def test_a_requests_tasks_share_djangos_wrapper(project, hops, monkeypatch):
+    """asyncio.gather in a view: under Django's handler each task builds a wrapper of its
+    own; under ours the tasks that had none share the request's (as Django's own async ORM
+    runs a request's queries on one thread's wrapper), and a task that took its own keeps
+    it. Same answers either way."""
+    from django.db import connections
+
+    made = []
+    original = type(connections).create_connection
+
+    def counting(self, alias):
+        made.append(alias)
+        return original(self, alias)
+
+    monkeypatch.setattr(type(connections), "create_connection", counting)
+
+    async def scenario(app, alias):
+        del made[:]
+        response = await call(app, "GET", f"/{alias}/fanout/")
+        return response.status, response.json(), made.count(alias)
+
+    outcome = both(scenario, project, hops)
+    (status, theirs, their_made), _ = outcome["django"]
+    (our_status, ours, our_made), our_hops = outcome["asyncdb"]
+    assert status == our_status == 200
+    assert ours["counts"] == theirs["counts"]
+    assert len(set(theirs["wrappers"])) == 5 and their_made == 5
+    own, *shared = ours["wrappers"]
+    assert len(set(shared)) == 1 and own not in shared, ours["wrappers"]
+    assert our_made == 2
+    assert our_hops == []
+
+
 async def csrf(app, alias):
     page = await call(app, "GET", "/form/")
     token = page.json()["token"]

@@ -15,6 +15,9 @@ That is Django's own ``ASGIHandler`` with two differences:
   no blocking I/O but database queries, which then run natively (see
   :mod:`django_asyncdb.hooks`). Django would run each of them in a thread. Sync views,
   your own ``sync_to_async`` calls and any other middleware still run in a thread.
+- the tasks of one request (``asyncio.gather`` in a view) share Django's connection
+  wrapper per alias, as the queries of one request share one thread's wrapper under
+  Django's own async ORM, instead of building one each.
 
 An application that only needs the lifespan part can wrap any ASGI application::
 
@@ -31,7 +34,7 @@ import django
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 
 from . import conf, hooks
-from .connections import close_pools
+from .connections import close_pools, share_wrappers, stop_sharing
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,9 +98,11 @@ class ASGIHandler(DjangoASGIHandler):
             await _lifespan(receive, send)
             return
         token = hooks.serving(self.loop_hooks)
+        shared = share_wrappers()  # the request's tasks share Django's database wrappers
         try:
             await super().__call__(scope, receive, send)
         finally:
+            stop_sharing(shared)
             hooks.done(token)
 
 

@@ -13,7 +13,7 @@ import atexit
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -248,6 +248,41 @@ _ready: ContextVar[dict[str, tuple[Pool, BaseDatabaseWrapper]] | None] = Context
 )
 
 
+# alias -> Django's wrapper, shared by the tasks of one request (set by the package's ASGI
+# handler for each request). Django keeps a wrapper per context, so each task that
+# asyncio.gather() starts before its request touched the database would build its own
+# (settings, operations, features, introspection objects: tens of microseconds each);
+# Django's own async ORM runs all of a request's queries on one thread's wrapper.
+_request_wrappers: ContextVar[dict[str, BaseDatabaseWrapper] | None] = ContextVar(
+    "django_asyncdb_request_wrappers", default=None
+)
+
+
+def share_wrappers() -> Token[dict[str, BaseDatabaseWrapper] | None]:
+    """From here on, tasks of this context share Django's wrappers (one request)."""
+    return _request_wrappers.set({})
+
+
+def stop_sharing(token: Token[dict[str, BaseDatabaseWrapper] | None]) -> None:
+    _request_wrappers.reset(token)
+
+
+def _wrapper(alias: str) -> BaseDatabaseWrapper:
+    """``connections[alias]``, or the request's wrapper if this task has none yet."""
+    shared = _request_wrappers.get()
+    if shared is None:
+        return connections[alias]
+    own = getattr(connections._connections, alias, None)  # this context's, if any
+    if own is not None:
+        return own
+    wrapper = shared.get(alias)
+    if wrapper is None:
+        wrapper = shared[alias] = connections[alias]
+    else:
+        connections[alias] = wrapper  # Django's compiler looks it up in this context
+    return wrapper
+
+
 async def prepare(alias: str) -> BaseDatabaseWrapper:
     """Open the pool if needed and give Django's wrapper the facts its compiler reads."""
     found = pool(alias)
@@ -255,7 +290,7 @@ async def prepare(alias: str) -> BaseDatabaseWrapper:
     entry = ready.get(alias) if ready else None
     if entry is not None and entry[0] is found and not contenttypes.needs_warming(alias):
         return entry[1]  # the common case: everything below was done in this context
-    wrapper = connections[alias]
+    wrapper = _wrapper(alias)
     opened = found._opened
     if opened is None or not opened.done():
         await found.open()
