@@ -183,7 +183,8 @@ def configure(database: str = "sqlite") -> str:
             url = harness.postgresql_url("bookshop_cost") or ""
             if not url:
                 raise SystemExit("PostgreSQL at 127.0.0.1:5432 is not reachable")
-        env = harness.base_env(DATABASE_URL=url)
+        # Persistent sync connections, as the study's WSGI servers have them.
+        env = harness.base_env(DATABASE_URL=url, CONN_MAX_AGE="60")
         if harness.reachable(6379):
             env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
             env["CACHE_PREFIX"] = f"cost{os.getpid()}"
