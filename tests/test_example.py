@@ -265,6 +265,13 @@ def test_study_smoke(tmp_path):
     assert "Errors: none in any configuration at any level" in report
     assert "round trip to PostgreSQL" not in report  # SQLite: no link to delay
     assert (tmp_path / "detail.png").stat().st_size > 0
+    # The report written again from results.json, measuring nothing: the same report.
+    again = tmp_path / "again"
+    argv = [sys.executable, str(EXAMPLE / "study.py"), "--out", str(again)]
+    argv += ["--from-results", str(tmp_path / "results.json")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (again / "README.md").read_text() == report
 
 
 @pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)")
