@@ -457,6 +457,26 @@ def table(
     return "\n".join(rows)
 
 
+def summary(cells: list[Cell], args: argparse.Namespace) -> str:
+    """One row per link and view at the top connection level: requests/s and the servers'
+    CPU ms per request of every configuration, and asgi-asyncdb against the best WSGI."""
+    top = max(args.levels)
+    head = "| link | view |" + "".join(f" {c} |" for c in args.configs)
+    head += " asgi-asyncdb / best WSGI |"
+    rows = [head, "|---|---|" + "---:|" * (len(args.configs) + 1)]
+    for link_ms in args.links:
+        for view in measured_views(cells, args.views, link_ms):
+            row = f"| {'loopback' if not link_ms else f'{link_ms:g} ms'} | {VIEWS[view][1]} |"
+            for config in args.configs:
+                cell = find(cells, config, view, top, link_ms)
+                row += f" {cell.requests_per_second:,.0f} ({cell.cpu_ms:.2f}) |" if cell else " |"
+            ours = find(cells, "asgi-asyncdb", view, top, link_ms)
+            wsgi = best_wsgi(cells, view, top, link_ms)
+            ratio = ours.requests_per_second / wsgi.requests_per_second if ours and wsgi else 0
+            rows.append(row + (f" {ratio:.2f}x |" if ratio else " |"))
+    return "\n".join(rows)
+
+
 def measured_views(cells: list[Cell], views: list[str], link_ms: float) -> list[str]:
     return [v for v in views if any(c.view == v and c.link_ms == link_ms for c in cells)]
 
@@ -531,6 +551,14 @@ def report(cells: list[Cell], facts: dict[str, str], args: argparse.Namespace, o
         "Latencies in ms; errors are non-2xx responses plus socket errors, as wrk counts them.",
         "",
     ]
+    lines += [
+        f"## Summary: {max(args.levels)} connections",
+        "",
+        "Requests/s (the servers' CPU ms per request); the full tables follow.",
+        "",
+        summary(cells, args),
+        "",
+    ]
     for link_ms in args.links:
         views = measured_views(cells, args.views, link_ms)
         if not views:
@@ -587,7 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         help="measure nothing: write the report again from a run's results.json",
     )
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "example/study.py", *(argv or sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--out" in given:  # where the report goes is not part of the run
+        del given[given.index("--out") : given.index("--out") + 2]
+    args.command = shlex.join(["python", "example/study.py", *given])
     args.threads = args.threads or args.pool
     if any(args.links) and args.database != "sqlite" and links.compiler() is None:
         print(

@@ -353,5 +353,14 @@ def test_request_cost_command():
     )
     assert result.returncode == 0, result.stderr
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert [row[0].strip() for row in rows] == ["page", "detail", "cached"]
+    assert [row[0].strip() for row in rows] == ["page", "detail", "cached", "fanout", "books"]
     assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[1:])
+    if harness.postgresql_url("asyncdb_example_probe") is None:
+        assert not CI, "PostgreSQL at 127.0.0.1:5432 is required under CI"
+        return
+    argv = [sys.executable, str(EXAMPLE / "request_cost.py"), "--database", "postgresql"]
+    argv += ["--page", "fanout", "--requests", "20", "--rounds", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "(PostgreSQL, cache:" in result.stdout
+    assert re.search(r"^\| fanout \| [\d,]+ \| [\d,]+ \| [\d,]+ \|$", result.stdout, re.M)
