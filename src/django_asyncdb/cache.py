@@ -32,7 +32,6 @@ asyncio counterpart as ``OPTIONS["async_pool_class"]``.
 from __future__ import annotations
 
 import asyncio
-import select
 from typing import Any
 
 import redis
@@ -45,6 +44,7 @@ from django.utils.module_loading import import_string
 
 from . import bridge
 from .connections import watch_loop_end
+from .sockets import InputWatch
 
 __all__ = ["RedisCache", "close_caches"]
 
@@ -59,9 +59,11 @@ def _dropped(connection: Any) -> bool:
     sock = writer.get_extra_info("socket") if writer is not None else None
     if sock is None:
         return False
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
+    fd = sock.fileno()
+    watch = getattr(connection, "_asyncdb_watch", None)  # kept on redis-py's connection
+    if watch is None or watch.fd != fd:  # (a reconnect gets a new socket)
+        watch = connection._asyncdb_watch = InputWatch(fd)
+    return watch.pending()
 
 
 class _SeesDrops:

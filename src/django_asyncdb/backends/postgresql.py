@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import itertools
-import select
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from psycopg.types.datetime import TimestamptzLoader
 from psycopg.waiting import Ready, Wait
 
 from ..conf import AsyncSettings
+from ..sockets import InputWatch
 from . import base
 from .base import Params, Result, Row
 
@@ -221,7 +221,7 @@ class PgConnection(base.Connection):
         self.cursor = raw.cursor()
         self.begin_sql = begin_sql
         self.created = self.last_used = time.monotonic()
-        self._poller: select.poll | None = None
+        self._watch: InputWatch | None = None
         self.failed: Any = None
         self.can_prefix = isinstance(self.cursor, psycopg.AsyncClientCursor)
 
@@ -319,11 +319,10 @@ class PgConnection(base.Connection):
         raw = self.raw
         if raw.closed:
             return False
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(raw.pgconn.socket, select.POLLIN)
-        return not poller.poll(0)
+        watch = self._watch
+        if watch is None:
+            watch = self._watch = InputWatch(raw.pgconn.socket)
+        return not watch.pending()
 
     def lost(self) -> bool:
         """The server closed the connection (psycopg marks it bad)."""
