@@ -80,14 +80,17 @@ static void nodelay(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static void drop(struct link *l) {
-    for (struct direction *d = &l->up; d; d = d == &l->up ? &l->down : NULL) {
-        while (d->head) {
-            struct segment *s = d->head;
-            d->head = s->next;
-            free(s);
-        }
+static void free_segments(struct direction *d) {
+    while (d->head) {
+        struct segment *s = d->head;
+        d->head = s->next;
+        free(s);
     }
+}
+
+static void drop(struct link *l) {
+    free_segments(&l->up);
+    free_segments(&l->down);
     close(l->client);
     close(l->server);
     if (l->prev)
@@ -118,18 +121,16 @@ static void arm(void) {
 
 /* Read what `d->from` has; 0 when the link is still up, -1 when it must be dropped. */
 static int take(struct direction *d) {
-    struct segment *s = malloc(sizeof *s + CHUNK);
+    static char buffer[CHUNK];
+    ssize_t n = recv(d->from, buffer, CHUNK, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n < 0)
+        return -1;
+    struct segment *s = malloc(sizeof *s + (size_t)n); /* what arrived, not a whole chunk */
     if (!s)
         die("malloc");
-    ssize_t n = recv(d->from, s->data, CHUNK, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        free(s);
-        return 0;
-    }
-    if (n < 0) {
-        free(s);
-        return -1;
-    }
+    memcpy(s->data, buffer, (size_t)n);
     s->next = NULL;
     s->due = now_ns() + delay_ns;
     s->len = (size_t)n;

@@ -33,14 +33,19 @@ def _redis_url() -> str | None:
     return None
 
 
-def _database_url(kind: str, folder: Path) -> str:
-    if kind == "sqlite":
-        return harness.sqlite_url(str(folder))
-    url = harness.postgresql_url("asyncdb_example_test")
-    if url is None:
+def _need_postgresql() -> None:
+    if not harness.reachable(5432):
         if CI:
             pytest.fail("PostgreSQL at 127.0.0.1:5432 is required under CI")
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+
+
+def _database_url(kind: str, folder: Path) -> str:
+    if kind == "sqlite":
+        return harness.sqlite_url(str(folder))
+    _need_postgresql()
+    url = harness.postgresql_url("asyncdb_example_test")
+    assert url is not None, "PostgreSQL answered, then refused to create the database"
     return url
 
 
@@ -278,10 +283,7 @@ def test_study_smoke(tmp_path):
 def test_study_over_a_delayed_link(tmp_path):
     """The study's 1 ms dimension on PostgreSQL: the link measured, the servers reach the
     database through it (a sync worker's requests take at least its round trips)."""
-    if harness.postgresql_url("asyncdb_example_probe") is None:
-        if CI:
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required under CI")
-        pytest.skip("PostgreSQL is not reachable")
+    _need_postgresql()
     argv = [sys.executable, str(EXAMPLE / "study.py"), "--database", "postgresql"]
     argv += ["--configs", "wsgi", "asgi-asyncdb", "--views", "detail", "--levels", "1"]
     argv += ["--seconds", "1", "--links", "0", "1", "--out", str(tmp_path)]
@@ -355,9 +357,13 @@ def test_request_cost_command():
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [row[0].strip() for row in rows] == ["page", "detail", "cached", "fanout", "books"]
     assert all(float(cell.replace(",", "")) > 0 for row in rows[1:] for cell in row[1:])
-    if harness.postgresql_url("asyncdb_example_probe") is None:
-        assert not CI, "PostgreSQL at 127.0.0.1:5432 is required under CI"
-        return
+
+
+def test_request_cost_on_postgresql():
+    _need_postgresql()
+    env = dict(os.environ)
+    if _redis_url() is None:
+        env.pop("REDIS_URL", None)
     argv = [sys.executable, str(EXAMPLE / "request_cost.py"), "--database", "postgresql"]
     argv += ["--page", "fanout", "--requests", "20", "--rounds", "1"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
