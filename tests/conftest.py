@@ -16,6 +16,8 @@ import django
 import pytest
 from django.conf import settings
 
+import topology
+
 if os.environ.get("ASYNCDB_TEST_LOOP", "asyncio") == "uvloop":
     import uvloop
 
@@ -46,6 +48,19 @@ PG_OTHER = {**PG, "NAME": f"{TEST_DB}_other"}
 PG_TIMEOUT = {**PG, "OPTIONS": {"options": "-c statement_timeout=300"}}
 # A throwaway PostgreSQL cluster that tests/test_restart.py starts and restarts.
 PG_RESTART = {**PG, "NAME": "postgres", "PORT": str(_free_port()), "CONN_MAX_AGE": 600}
+# A primary, its delayed streaming replica and PgBouncer in front of the primary, which
+# tests/test_topology.py starts (tests/topology.py); the pooler's clients outnumber its
+# server connections.
+TOPOLOGY_PORTS = topology.Ports()
+PG_PRIMARY = {**PG, "NAME": topology.DATABASE, "PORT": str(TOPOLOGY_PORTS.primary)}
+PG_REPLICA = {**PG_PRIMARY, "PORT": str(TOPOLOGY_PORTS.replica)}
+PG_BOUNCER = {
+    **PG_PRIMARY,
+    "PORT": str(TOPOLOGY_PORTS.bouncer),
+    "ASYNC": {"MAX_SIZE": 4 * topology.BOUNCER_POOL_SIZE},
+}
+# Transactions at another isolation level: it must never reach the pooler's other clients.
+PG_BOUNCER_SERIALIZABLE = {**PG_BOUNCER, "OPTIONS": {"isolation_level": 4}}  # SERIALIZABLE
 SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"django_asyncdb_test_{os.getpid()}.sqlite3")
 
 
@@ -133,6 +148,10 @@ def pytest_configure(config):
         databases["postgresql_other"] = PG_OTHER
         databases["postgresql_timeout"] = PG_TIMEOUT
         databases["postgresql_restart"] = PG_RESTART
+        databases["topology_primary"] = PG_PRIMARY
+        databases["topology_replica"] = PG_REPLICA
+        databases["topology_bouncer"] = PG_BOUNCER
+        databases["topology_bouncer_serializable"] = PG_BOUNCER_SERIALIZABLE
     if "mariadb" in ALIASES:
         databases["mariadb"] = MARIADB
         databases["mariadb_optout"] = {**MARIADB, "ASYNC": {"ENABLED": False}}
