@@ -61,6 +61,18 @@ PG_BOUNCER = {
 }
 # Transactions at another isolation level: it must never reach the pooler's other clients.
 PG_BOUNCER_SERIALIZABLE = {**PG_BOUNCER, "OPTIONS": {"isolation_level": 4}}  # SERIALIZABLE
+# Prepared statements through the pooler, undeclared: what POOLER refuses, shown failing.
+PG_BOUNCER_PREPARED = {
+    **PG_BOUNCER,
+    "OPTIONS": {"server_side_binding": True, "prepare_threshold": 0},
+}
+# A role per transaction behind the declared pooler, and Django's per-connection SET ROLE.
+PG_BOUNCER_ROLE = {
+    **PG_BOUNCER,
+    "OPTIONS": {"assume_role": "asyncdb_app"},
+    "ASYNC": {**PG_BOUNCER["ASYNC"], "POOLER": "transaction"},
+}
+PG_BOUNCER_ROLE_UNDECLARED = {**PG_BOUNCER, "OPTIONS": {"assume_role": "asyncdb_app"}}
 SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"django_asyncdb_test_{os.getpid()}.sqlite3")
 
 
@@ -152,6 +164,9 @@ def pytest_configure(config):
         databases["topology_replica"] = PG_REPLICA
         databases["topology_bouncer"] = PG_BOUNCER
         databases["topology_bouncer_serializable"] = PG_BOUNCER_SERIALIZABLE
+        databases["topology_bouncer_prepared"] = PG_BOUNCER_PREPARED
+        databases["topology_bouncer_role"] = PG_BOUNCER_ROLE
+        databases["topology_bouncer_role_undeclared"] = PG_BOUNCER_ROLE_UNDECLARED
     if "mariadb" in ALIASES:
         databases["mariadb"] = MARIADB
         databases["mariadb_optout"] = {**MARIADB, "ASYNC": {"ENABLED": False}}

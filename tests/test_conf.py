@@ -240,3 +240,40 @@ def test_a_misspelled_async_setting_is_not_ignored(tmp_path):
         "ImproperlyConfigured",
         "DATABASES['other'] has a key 'async': did you mean 'ASYNC'?",
     )
+
+
+def test_the_pooler_setting():
+    assert conf.parse("p", "postgresql", None).pooler is None
+    parsed = conf.parse("p", "postgresql", {"POOLER": "transaction"})
+    assert (parsed.pooler, parsed.pooler_prepared_statements) == ("transaction", False)
+    assert conf.parse("p", "postgresql", {"POOLER": None}).pooler is None
+    with pytest.raises(ImproperlyConfigured, match=r"'transaction'.*or None, not 'session'"):
+        conf.parse("p", "postgresql", {"POOLER": "session"})
+    with pytest.raises(ImproperlyConfigured, match="PostgreSQL only"):
+        conf.parse("p", "sqlite", {"POOLER": "transaction"})
+    with pytest.raises(ImproperlyConfigured, match="POOLER_PREPARED_STATEMENTS'] must be True"):
+        conf.parse("p", "postgresql", {"POOLER": "transaction", "POOLER_PREPARED_STATEMENTS": 1})
+
+
+@pytest.mark.parametrize(
+    ("options", "prepared", "error"),
+    [
+        ({}, False, None),
+        ({"server_side_binding": True}, False, None),  # Django's prepare_threshold: None
+        ({"server_side_binding": True, "prepare_threshold": 5}, False, "prepared statements"),
+        ({"server_side_binding": True, "prepare_threshold": 5}, True, None),
+        ({"prepare_threshold": 5}, False, None),  # client-side binding never prepares
+        ({"assume_role": "reader"}, False, None),
+        ({"assume_role": "reader", "server_side_binding": True}, False, "assume_role"),
+    ],
+)
+def test_what_cannot_work_behind_a_transaction_pooler_is_refused(options, prepared, error):
+    parsed = conf.parse(
+        "pooled", "postgresql", {"POOLER": "transaction", "POOLER_PREPARED_STATEMENTS": prepared}
+    )
+    if error is None:
+        conf.check_pooler(parsed, options)
+        return
+    with pytest.raises(ImproperlyConfigured, match=error) as info:
+        conf.check_pooler(parsed, options)
+    assert "'pooled'" in str(info.value)

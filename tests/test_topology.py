@@ -23,18 +23,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import OperationalError, connections, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import OperationalError, ProgrammingError, connections, transaction
 from django.db.models import F, Max
 from django.test import RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 
 import topology
 from conftest import ALIASES, TOPOLOGY_PORTS, arun
+from django_asyncdb import conf, routers
 from django_asyncdb import connections as seam
 from django_asyncdb import cursor as django_cursor
-from django_asyncdb import routers
 from test_pool import fetch
-from testapp.models import Author, Book, Tag
+from testapp.models import Author, Book, Publisher, Tag
 
 PRIMARY, REPLICA, BOUNCER = "topology_primary", "topology_replica", "topology_bouncer"
 _names = itertools.count(1)
@@ -715,3 +716,133 @@ def test_a_replica_restart_under_load(servers):
     assert all(isinstance(error, OperationalError) for error in errors), errors
     assert after == [1] * 20
     assert idle == size and all(reusable)
+
+
+# --- declaring the pooler (ASYNC "POOLER") ------------------------------------------------
+
+ROLE = "asyncdb_app"
+
+
+@pytest.fixture
+def app_role(servers):
+    """A role with rights on the test app's tables but one (testapp_publisher)."""
+    exists = servers.sql("primary", f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'")
+    if not exists:
+        servers.sql("primary", f"CREATE ROLE {ROLE}")
+        servers.sql("primary", f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {ROLE}")
+        servers.sql("primary", f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {ROLE}")
+        servers.sql("primary", f"REVOKE ALL ON testapp_publisher FROM {ROLE}")
+    yield servers
+    servers.reconnect_bouncer()
+
+
+async def _current_user_through_pooler(transaction_: bool) -> str:
+    """``current_user`` as another client of PgBouncer sees it."""
+    async with await psycopg.AsyncConnection.connect(
+        host="127.0.0.1", port=TOPOLOGY_PORTS.bouncer, user="postgres",
+        dbname=topology.DATABASE, autocommit=True, prepare_threshold=None,
+    ) as other:  # fmt: skip
+        if transaction_:
+            async with other.transaction():
+                row = await (await other.execute("SELECT current_user")).fetchone()
+        else:
+            row = await (await other.execute("SELECT current_user")).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_role_per_transaction_behind_a_declared_pooler(app_role):
+    """OPTIONS["assume_role"] with ASYNC "POOLER": "transaction": every statement of ours
+    (outside a transaction, in one, in an aiterator() stream) runs in the role, and the
+    pooler's other clients never get it."""
+    alias = "topology_bouncer_role"
+
+    async def ours(rounds: int) -> set[str]:
+        seen = set()
+        for i in range(rounds):
+            async with django_cursor(alias) as cursor:
+                await cursor.execute("SELECT current_user")
+                seen.add((await cursor.fetchone())[0])
+            async with transaction.atomic(using=alias):
+                await Tag.objects.using(alias).acreate(name=f"role{next(_names)}")
+                async with django_cursor(alias) as cursor:
+                    await cursor.execute("SELECT current_user")
+                    seen.add((await cursor.fetchone())[0])
+            if i % 5 == 0:
+                async for tag in Tag.objects.using(alias).filter(name="seed").aiterator():
+                    assert tag.name == "seed"
+        return seen
+
+    async def theirs(rounds: int) -> set[str]:
+        seen = set()
+        for i in range(rounds):
+            seen.add(await _current_user_through_pooler(transaction_=i % 2 == 0))
+        return seen
+
+    async def denied() -> str:
+        """The role is what the server checks rights against (none on publishers)."""
+        try:
+            await Publisher.objects.using(alias).acount()
+        except ProgrammingError as exc:
+            return str(exc)
+        return "no error"
+
+    async def main():
+        results = await asyncio.gather(
+            *(ours(15) for _ in range(6)), *(theirs(15) for _ in range(3))
+        )
+        return results, await denied()
+
+    results, error = arun(main)
+    assert all(seen == {ROLE} for seen in results[:6])
+    assert all(seen == {"postgres"} for seen in results[6:])
+    assert "permission denied" in error
+
+
+def test_a_per_connection_role_leaks_through_the_pooler_undeclared(app_role):
+    """The reference (Django's own sync connections do the same): SET ROLE once per
+    connection, through a transaction-mode pooler, stays on the server connection that
+    PgBouncer hands to its next client."""
+    alias = "topology_bouncer_role_undeclared"
+
+    async def main():
+        async with django_cursor(alias) as cursor:
+            await cursor.execute("SELECT 1")
+        return await _current_user_through_pooler(transaction_=False)
+
+    assert arun(main) == ROLE
+
+
+def test_prepared_statements_through_an_undeclared_pooler_fail(servers):
+    """Why "POOLER" refuses prepared statements: with server-side binding and a
+    prepare_threshold, psycopg names its statements per connection (_pg3_0, ...), and
+    PgBouncer 1.18 runs them on server connections that never saw them, or saw another
+    client's."""
+    alias = "topology_bouncer_prepared"
+
+    async def client() -> None:
+        for i in range(10):
+            await Tag.objects.using(alias).filter(name=f"x{i % 3}").aexists()
+
+    async def main():
+        outcomes = await asyncio.gather(*(client() for _ in range(20)), return_exceptions=True)
+        return [str(outcome) for outcome in outcomes if isinstance(outcome, BaseException)]
+
+    try:
+        errors = arun(main)
+    finally:
+        servers.reconnect_bouncer()
+    assert errors and all("prepared statement" in error for error in errors)
+    with pytest.raises(ImproperlyConfigured, match="prepared statements"):
+        conf.check_pooler(
+            conf.parse(alias, "postgresql", {"POOLER": "transaction"}),
+            connections.settings[alias]["OPTIONS"],
+        )
+
+
+def test_the_check_warns_of_djangos_own_connections_setting_the_role(servers):
+    from django_asyncdb.checks import check_pooler_roles
+
+    warnings_ = check_pooler_roles()
+    assert [w.id for w in warnings_] == ["django_asyncdb.W002"]
+    assert "'topology_bouncer_role'" in warnings_[0].msg

@@ -208,6 +208,23 @@ class Topology:
                     raise RuntimeError(f"PgBouncer did not start: {error}") from None
                 time.sleep(0.1)
 
+    def _admin(self, command: str) -> list[tuple[Any, ...]]:
+        """A command on PgBouncer's admin console (simple protocol, no prepared statements)."""
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.ports.bouncer, user="postgres", dbname="pgbouncer",
+            autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor,
+        ) as conn:  # fmt: skip
+            cursor = conn.cursor()
+            cursor.execute(command)
+            return cursor.fetchall() if cursor.description else []
+
+    def reconnect_bouncer(self) -> None:
+        """PgBouncer closes its server connections as they are released: the state a test
+        left on them (a leaked role, prepared statements) is gone for the next one."""
+        self._admin(f"RECONNECT {DATABASE}")
+
     def bouncer_servers(self) -> int:
         """Server connections PgBouncer holds to the primary for the test database."""
         import psycopg

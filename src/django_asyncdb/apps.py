@@ -17,7 +17,7 @@ class AsyncDBConfig(AppConfig):
         from django.test.signals import setting_changed
 
         from . import conf, patch
-        from .checks import check_awaitable_querysets
+        from .checks import check_awaitable_querysets, check_pooler_roles
         from .connections import settings_changed
 
         conf.load()
@@ -26,3 +26,4 @@ class AsyncDBConfig(AppConfig):
         setting_changed.connect(settings_changed, dispatch_uid="django_asyncdb")
         setting_changed.connect(patch.setting_changed, dispatch_uid="django_asyncdb.await")
         checks.register(check_awaitable_querysets, checks.Tags.compatibility)
+        checks.register(check_pooler_roles)  # (not Tags.database: it reads settings only)

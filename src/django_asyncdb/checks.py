@@ -49,3 +49,33 @@ def check_awaitable_querysets(
         return []
     # The setting affects every app, so look at all of them even when Django narrows the run.
     return awaitable_querysets_clashes(config.name for config in apps.get_app_configs())
+
+
+def check_pooler_roles(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn where Django's own sync connections would leak a role through a pooler."""
+    from django.db import connections
+
+    messages: list[checks.CheckMessage] = []
+    for alias in connections:
+        settings = conf.get(alias)
+        options = connections.settings[alias].get("OPTIONS") or {}
+        if settings is None or not settings.pooler or not options.get("assume_role"):
+            continue
+        messages.append(
+            checks.Warning(
+                f"DATABASES[{alias!r}] has OPTIONS 'assume_role' behind a transaction-mode "
+                "pooler: the package's connections set the role per transaction, but "
+                "Django's own sync connections (sync views, management commands, the "
+                "admin) run SET ROLE once per connection, which stays on the pooler's "
+                "server connection for its other clients and is missing from later "
+                "transactions of this one.",
+                hint=(
+                    "Give sync code a database user that has the role's rights instead of "
+                    "assume_role, or connect it to PostgreSQL directly (another alias)."
+                ),
+                id="django_asyncdb.W002",
+            )
+        )
+    return messages

@@ -31,6 +31,8 @@ class AsyncSettings:
     max_lifetime: float | None = 3600.0
     check: bool = False
     inline: bool = True
+    pooler: str | None = None
+    pooler_prepared_statements: bool = False
 
 
 def _check_number(alias: str, key: str, value: Any, *, minimum: float, allow_none: bool) -> None:
@@ -73,6 +75,8 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
         "MAX_LIFETIME": "max_lifetime",
         "CHECK": "check",
         "INLINE": "inline",
+        "POOLER": "pooler",
+        "POOLER_PREPARED_STATEMENTS": "pooler_prepared_statements",
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -89,7 +93,19 @@ def parse(alias: str, vendor: str, raw: Any, *, in_memory: bool = False) -> Asyn
             f"DATABASES[{alias!r}]['ASYNC']['INLINE'] applies to SQLite only (running short "
             f"statements on the event loop's thread); {vendor} statements never block it."
         )
-    for key in ("ENABLED", "CHECK", "INLINE"):
+    for key in ("POOLER", "POOLER_PREPARED_STATEMENTS"):
+        if key in raw and vendor != "postgresql":
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['ASYNC'][{key!r}] applies to PostgreSQL only (a "
+                f"transaction-mode pooler such as PgBouncer), not {vendor}."
+            )
+    if values.get("pooler") not in (None, "transaction"):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['ASYNC']['POOLER'] must be 'transaction' (a pooler such "
+            f"as PgBouncer in transaction mode between the package and PostgreSQL) or None, "
+            f"not {values['pooler']!r}; session-mode pooling needs no setting."
+        )
+    for key in ("ENABLED", "CHECK", "INLINE", "POOLER_PREPARED_STATEMENTS"):
         if not isinstance(values.get(known[key], True), bool):
             raise ImproperlyConfigured(
                 f"DATABASES[{alias!r}]['ASYNC'][{key!r}] must be True or False, "
@@ -154,6 +170,8 @@ def load() -> dict[str, AsyncSettings]:
         raw = wrapper.settings_dict.get("ASYNC")
         in_memory = wrapper.vendor == "sqlite" and _private_memory(wrapper.settings_dict)
         parsed = parse(alias, wrapper.vendor, raw, in_memory=in_memory)
+        if parsed.pooler:
+            check_pooler(parsed, wrapper.settings_dict.get("OPTIONS") or {})
         if parsed.enabled and wrapper.vendor in SUPPORTED_VENDORS:
             native[alias] = parsed
         elif parsed.enabled and raw:
@@ -166,6 +184,35 @@ def load() -> dict[str, AsyncSettings]:
     _settings.update(native)
     _loaded = True
     return native
+
+
+def check_pooler(parsed: AsyncSettings, options: Mapping[str, Any]) -> None:
+    """Refuse what cannot work behind a transaction-mode pooler: each transaction (and
+    each statement outside one) may run on another server connection, shared with the
+    pooler's other clients."""
+    alias = parsed.alias
+    server_binding = options.get("server_side_binding") is True
+    if (
+        server_binding
+        and options.get("prepare_threshold") is not None
+        and not parsed.pooler_prepared_statements
+    ):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}] uses prepared statements (OPTIONS 'server_side_binding' "
+            f"with 'prepare_threshold' {options['prepare_threshold']!r}) behind a "
+            "transaction-mode pooler ('POOLER': 'transaction'): a statement prepared on one "
+            "server connection is missing on the next ('prepared statement does not exist') "
+            "or already there from another client. Set OPTIONS 'prepare_threshold': None, or, "
+            "if the pooler tracks prepared statements (PgBouncer 1.21+ with "
+            "max_prepared_statements > 0), ASYNC 'POOLER_PREPARED_STATEMENTS': True."
+        )
+    if options.get("assume_role") and server_binding:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}] has OPTIONS 'assume_role' behind a transaction-mode pooler "
+            "with 'server_side_binding': the role is set per transaction (SET LOCAL ROLE sent "
+            "with each transaction's first statement), which needs client-side binding "
+            "(Django's default): remove 'server_side_binding'."
+        )
 
 
 def _private_memory(settings_dict: Mapping[str, Any]) -> bool:

@@ -216,10 +216,15 @@ class PgConnection(base.Connection):
 
     driver = psycopg
 
-    def __init__(self, raw: AsyncConnection, begin_sql: str) -> None:
+    def __init__(self, raw: AsyncConnection, begin_sql: str, role_sql: str = "") -> None:
         self.raw = raw
         self.cursor = raw.cursor()
         self.begin_sql = begin_sql
+        # Behind a transaction-mode pooler, OPTIONS["assume_role"] as "SET LOCAL ROLE ...":
+        # sent with each transaction's first statement and with each statement outside a
+        # transaction (client-side binding only: see conf.check_pooler).
+        self.role_prefix = f"{role_sql}; " if role_sql else ""
+        self.begin_prefix = f"{begin_sql}; {self.role_prefix}"
         self.created = self.last_used = time.monotonic()
         self._watch: InputWatch | None = None
         self.failed: Any = None
@@ -230,22 +235,30 @@ class PgConnection(base.Connection):
         taken and released per statement (about 7% of a short statement's instructions):
         a connection serves one task at a time here (the pool's, or a transaction's turn)."""
         pending = self.pending
-        if not pending:
+        if pending:
+            self.pending = ""  # sent: the server runs BEGIN even if the statement fails
+            skip = 2 if self.role_prefix else 1
+        elif self.role_prefix and self.raw.pgconn.transaction_status == _IDLE:
+            pending, skip = self.role_prefix, 1  # a transaction of its own on the pooler
+        else:
             try:
                 await self.raw.wait(cursor._execute_gen(sql, params))
             except Exception:
                 self.failed = cursor._query
                 raise
             return
-        self.pending = ""  # sent: the server runs BEGIN even if the statement fails
+        # (A role's literal may hold a %, which the statement's placeholders would read.)
+        sent = pending if params is None else pending.replace("%", "%%")
         try:
-            await self.raw.wait(cursor._execute_gen(pending + sql, params))
+            await self.raw.wait(cursor._execute_gen(sent + sql, params))
         finally:
             query = cursor._query
             if query is not None and query.query is not None:
-                cursor._query = _Sent(query.query[len(pending) :])  # type: ignore[assignment]
+                cut = len(pending.encode())
+                cursor._query = _Sent(query.query[cut:])  # type: ignore[assignment]
             self.failed = cursor._query
-        cursor.nextset()  # past BEGIN's result, to the statement's
+        for _ in range(skip):
+            cursor.nextset()  # past BEGIN's (and SET LOCAL ROLE's) result, to the statement's
 
     def failed_query(self) -> Any:
         """psycopg's record of the statement that just failed (for Django's logging)."""
@@ -286,14 +299,15 @@ class PgConnection(base.Connection):
             raise
 
     async def begin(self) -> None:
-        """Start a transaction, at the isolation level from OPTIONS if one is set."""
-        await self.cursor.execute(self.begin_sql)
+        """Start a transaction, at the isolation level from OPTIONS if one is set (and
+        in the role, behind a transaction-mode pooler)."""
+        await self.cursor.execute(self.begin_prefix[:-2])
 
     async def begin_with_next(self) -> None:
         """BEGIN goes with the next statement (client-side binding: one simple-protocol
         message may hold several statements); with server-side binding, now."""
         if self.can_prefix:
-            self.pending = self.begin_sql + "; "
+            self.pending = self.begin_prefix
         else:
             await self.begin()
 
@@ -371,14 +385,20 @@ class Backend(base.Backend):
         )
         params["autocommit"] = True
         raw = await AsyncConnection.connect(**params)
+        per_transaction = ""
         try:
             async with raw.cursor() as cursor:
                 timezone_name = wrapper.timezone_name
                 if timezone_name and raw.info.parameter_status("TimeZone") != timezone_name:
                     await cursor.execute(wrapper.ops.set_time_zone_sql(), [timezone_name])
                 role = wrapper.settings_dict["OPTIONS"].get("assume_role")
-                if role:
+                if role and not self.settings.pooler:
                     await cursor.execute(pgsql.SQL("SET ROLE {}").format(pgsql.Literal(role)))
+                elif role:
+                    # A per-connection SET ROLE would stay on a server connection the
+                    # pooler hands to other clients, and be missing on ours.
+                    role_sql = pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Literal(role))
+                    per_transaction = role_sql.as_string(raw)
         except BaseException:
             await raw.close()
             raise
@@ -388,7 +408,7 @@ class Backend(base.Backend):
             self.server_version = raw.info.server_version
             self.install_facts(wrapper)
             wrapper.check_database_version_supported()
-        return PgConnection(raw, self.begin_sql)
+        return PgConnection(raw, self.begin_sql, per_transaction)
 
     @staticmethod
     def fast_timestamptz(wrapper: BaseDatabaseWrapper, raw: psycopg.AsyncConnection[Any]) -> bool:
