@@ -149,8 +149,43 @@ def _operations() -> list[Op]:
         async with transaction.atomic(using=PRIMARY):
             return await seed().acount()
 
+    def sync_m2m() -> Any:
+        book = Book.objects.filter(title="Seed").get()
+        tag = Tag.objects.create(name=name())
+        book.tags.add(tag)
+        book.tags.remove(tag)
+        return book.tags.count()
+
+    async def native_m2m() -> Any:
+        book = await Book.objects.filter(title="Seed").aget()
+        tag = await Tag.objects.acreate(name=name())
+        await book.tags.aadd(tag)
+        await book.tags.aremove(tag)
+        return await book.tags.acount()
+
+    def sync_bulk_update() -> Any:
+        tags = [Tag.objects.create(name=name())]
+        tags[0].name = name()
+        return Tag.objects.bulk_update(tags, ["name"])
+
+    async def native_bulk_update() -> Any:
+        tags = [await Tag.objects.acreate(name=name())]
+        tags[0].name = name()
+        return await Tag.objects.abulk_update(tags, ["name"])
+
+    def sync_queryset_delete() -> Any:
+        tag = Tag.objects.create(name=name())
+        return Tag.objects.filter(pk=tag.pk).delete()
+
+    async def native_queryset_delete() -> Any:
+        tag = await Tag.objects.acreate(name=name())
+        return await Tag.objects.filter(pk=tag.pk).adelete()
+
     return [
         ("get", lambda: seed().get().name, lambda: _name(seed().aget())),
+        ("last", lambda: seed().last().name, lambda: _name(seed().alast())),
+        ("latest", lambda: seed().latest("joined").name, lambda: _name(seed().alatest("joined"))),
+        ("contains", lambda: seed().contains(seed().get()), lambda: _contains(seed())),
         ("count", lambda: seed().count(), lambda: seed().acount()),
         ("exists", lambda: seed().exists(), lambda: seed().aexists()),
         ("first", lambda: seed().first().name, lambda: _name(seed().afirst())),
@@ -168,6 +203,9 @@ def _operations() -> list[Op]:
         ("save", sync_save, native_save),
         ("update", lambda: seed().update(age=F("age")), lambda: seed().aupdate(age=F("age"))),
         ("delete", sync_delete, native_delete),
+        ("queryset delete", sync_queryset_delete, native_queryset_delete),
+        ("bulk_update", sync_bulk_update, native_bulk_update),
+        ("many-to-many", sync_m2m, native_m2m),
         ("bulk_create", lambda: len(Tag.objects.bulk_create([Tag(name=name())])),
          lambda: _len(Tag.objects.abulk_create([Tag(name=name())]))),
         ("get_or_create", lambda: Tag.objects.get_or_create(name="seed")[1],
@@ -181,6 +219,10 @@ def _operations() -> list[Op]:
 
 async def _name(coro: Any) -> str:
     return (await coro).name
+
+
+async def _contains(qs: Any) -> bool:
+    return bool(await qs.acontains(await qs.aget()))
 
 
 async def _list(qs: Any) -> list[Any]:
