@@ -1,16 +1,22 @@
-"""Test matrix: Python 3.11 + Django 5.2 LTS, Python 3.12 + Django 6.1; lint and types."""
+"""Test matrix: Python 3.11 + Django 5.2 LTS, 3.12 + Django 6.1, 3.13 + Django 6.0; lint,
+types and the built package."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "conformance", "lint"]
+nox.options.sessions = ["tests", "conformance", "lint", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
-LEGS = [("3.11", "5.2"), ("3.12", "6.1")]
+LEGS = [("3.11", "5.2"), ("3.12", "6.1"), ("3.13", "6.0")]
+UVLOOP_LEG = "6.1"  # the leg that runs the suite again on uvloop
 
 
 def _expose_pyenv_versions() -> None:
@@ -68,7 +74,7 @@ def tests(session: nox.Session, django: str) -> None:
     is set), with the example bookshop's end-to-end tests (tests/test_example.py)."""
     _install(session, django, "dev,bench,example")
     session.run("pytest", *session.posargs)
-    if not session.posargs and django == LEGS[-1][1]:
+    if not session.posargs and django == UVLOOP_LEG:
         # Again on uvloop, the loop uvicorn runs when installed (the example and the
         # benchmarks, which run on it already, are left out).
         session.run(
@@ -113,3 +119,49 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def package(session: nox.Session) -> None:
+    """``python -m build``: an sdist and a wheel whose version agrees with the package and
+    the changelog, each installed in a fresh venv (no source tree on the path) where the
+    README's demo runs with no thread hop."""
+    session.install("build")
+    init = Path("src/django_asyncdb/__init__.py").read_text()
+    found = re.search(r'^__version__ = "([^"]+)"$', init, re.MULTILINE)
+    if found is None:
+        session.error("no __version__ in src/django_asyncdb/__init__.py")
+    version = found.group(1)
+    if f"## [{version}] - " not in Path("CHANGELOG.md").read_text():
+        session.error(f"CHANGELOG.md has no section for {version}")
+    with tempfile.TemporaryDirectory(prefix="asyncdb-package-") as folder:
+        dist = Path(folder, "dist")
+        session.run("python", "-m", "build", "--outdir", str(dist))
+        wheel = dist / f"django_asyncdb-{version}-py3-none-any.whl"
+        sdist = dist / f"django_asyncdb-{version}.tar.gz"
+        for artifact in (wheel, sdist):
+            if not artifact.exists():
+                session.error(f"{artifact.name} was not built: {os.listdir(dist)}")
+        names = zipfile.ZipFile(wheel).namelist()
+        licence = f"django_asyncdb-{version}.dist-info/licenses/LICENSE"
+        for wanted in ("django_asyncdb/py.typed", licence):
+            if wanted not in names:
+                session.error(f"the wheel lacks {wanted}")
+        demo = Path(folder, "demo")
+        shutil.copytree("examples", demo)
+        for artifact in (wheel, sdist):
+            venv = Path(folder, f"venv-{artifact.suffix.strip('.')}")
+            session.run("python", "-m", "venv", str(venv))
+            python = str(venv / "bin" / "python")
+            session.run(python, "-m", "pip", "install", "-q", f"{artifact}[sqlite]", external=True)
+            session.run(
+                python,
+                "-c",
+                "import importlib.metadata as m, django_asyncdb as d; "
+                f"assert d.__version__ == m.version('django-asyncdb') == {version!r}, d.__file__; "
+                "assert 'site-packages' in d.__file__, d.__file__",
+                external=True,
+            )
+            # From the copy's folder: the demo imports the installed package, not src/.
+            with session.chdir(demo):
+                session.run(python, "demo.py", external=True, env={"PYTHONPATH": ""})

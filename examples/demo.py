@@ -95,6 +95,8 @@ async def main() -> None:
 
     print(f"5. thread hops (asgiref SyncToAsync calls) during all of the above: {thread_hops}")
     await django_asyncdb.close_pools()
+    if thread_hops:
+        raise SystemExit("expected no thread hop: is 'django_asyncdb' in INSTALLED_APPS?")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ it (in the worker thread), and that the statement then does what it would have d
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 import threading
@@ -481,7 +482,8 @@ def test_worker_thread_jobs_run_with_the_projects_pragmas(trips, sqlite_options)
     the worker thread after them sees the project's values (OPTIONS timeout 3 s, the
     default spill threshold), and the next statement on the loop sets them again."""
     sqlite_options(timeout=3)
-    default_spill = sqlite3.connect(":memory:").execute("PRAGMA cache_spill").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+        default_spill = probe.execute("PRAGMA cache_spill").fetchone()[0]
 
     async def main():
         async with django_asyncdb.cursor() as cursor:

@@ -11,6 +11,7 @@ on the loop: fine in tests, and only ever done while a test transaction is open.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -178,8 +179,6 @@ def _bound_class(cls: type) -> type:
 
 # Query logging on SQLite -----------------------------------------------------------------
 
-_quoting = threading.local()
-
 
 def quote_params_for_log(original: Any) -> Any:
     """SQLite's last_executed_query quotes parameters with the sync connection; in the
@@ -188,14 +187,14 @@ def quote_params_for_log(original: Any) -> Any:
     def quote(self: Any, params: Any) -> Any:
         if self.connection.connection is not None:
             return original(self, params)
-        connection = getattr(_quoting, "connection", None)
-        if connection is None:
-            connection = _quoting.connection = sqlite3.connect(":memory:")
-        self.connection.connection = connection
-        try:
-            return original(self, params)
-        finally:
-            self.connection.connection = None
+        # Opened and closed per call (query logging only): one kept per thread would be
+        # left unclosed when its thread ends (a ResourceWarning on Python 3.13).
+        with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+            self.connection.connection = connection
+            try:
+                return original(self, params)
+            finally:
+                self.connection.connection = None
 
     return quote
 
