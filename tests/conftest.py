@@ -9,7 +9,6 @@ when it is installed) instead of asyncio's own.
 
 import asyncio
 import os
-import socket
 import tempfile
 
 import django
@@ -24,12 +23,6 @@ if os.environ.get("ASYNCDB_TEST_LOOP", "asyncio") == "uvloop":
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 elif os.environ.get("ASYNCDB_TEST_LOOP", "asyncio") != "asyncio":
     raise SystemExit("ASYNCDB_TEST_LOOP is asyncio or uvloop")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ASYNCDB_TEST_DB names the server databases, so two runs on one machine don't collide.
@@ -47,7 +40,7 @@ PG = {
 PG_OTHER = {**PG, "NAME": f"{TEST_DB}_other"}
 PG_TIMEOUT = {**PG, "OPTIONS": {"options": "-c statement_timeout=300"}}
 # A throwaway PostgreSQL cluster that tests/test_restart.py starts and restarts.
-PG_RESTART = {**PG, "NAME": "postgres", "PORT": str(_free_port()), "CONN_MAX_AGE": 600}
+PG_RESTART = {**PG, "NAME": "postgres", "PORT": str(topology.free_port()), "CONN_MAX_AGE": 600}
 # A primary, its delayed streaming replica and PgBouncer in front of the primary, which
 # tests/test_topology.py starts (tests/topology.py); the pooler's clients outnumber its
 # server connections.

@@ -7,7 +7,6 @@ sync ORM with persistent connections (``CONN_MAX_AGE``), run as its request cycl
 """
 
 import asyncio
-import glob
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import OperationalError, close_old_connections, connections
 
+import topology
 from conftest import PG_RESTART, arun
 from django_asyncdb import connections as seam
 from test_pool import fetch
@@ -25,21 +25,9 @@ from test_pool import fetch
 ALIAS = "postgresql_restart"
 
 
-def _bindir():
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return os.path.dirname(found[-1]) if found else None
-
-
-def _as_postgres(argv):
-    """initdb refuses to run as root: as root, run the cluster as the postgres user."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *argv]
-    return argv
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    bindir = _bindir()
+    bindir = topology.bindir()
     if bindir is None or ALIAS not in connections:
         if os.environ.get("CI"):
             pytest.fail("CI=true but PostgreSQL's initdb/pg_ctl or the server are missing")
@@ -49,7 +37,7 @@ def cluster():
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     subprocess.run(
-        _as_postgres([f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust"]),
+        topology.as_postgres([f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust"]),
         check=True,
         capture_output=True,
     )
@@ -57,7 +45,7 @@ def cluster():
     pg_ctl = [f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(folder, "log")]
 
     def control(*command):
-        subprocess.run(_as_postgres([*pg_ctl, *command]), check=True, capture_output=True)
+        subprocess.run(topology.as_postgres([*pg_ctl, *command]), check=True, capture_output=True)
 
     control("-o", options, "start")
     try:

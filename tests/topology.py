@@ -57,7 +57,7 @@ def missing() -> str | None:
     return None
 
 
-def _as_postgres(argv: list[str]) -> list[str]:
+def as_postgres(argv: list[str]) -> list[str]:
     """initdb and PgBouncer refuse to run as root: run them as the postgres user then."""
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *argv]
@@ -65,7 +65,7 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(_as_postgres(argv), capture_output=True, text=True, **kwargs)
+    done = subprocess.run(as_postgres(argv), capture_output=True, text=True, **kwargs)
     if done.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
     return done
@@ -192,7 +192,7 @@ class Topology:
                 shutil.chown(path, "postgres")
         with open(os.path.join(self.folder, "pgbouncer.out"), "wb") as output:
             self.bouncer = subprocess.Popen(
-                _as_postgres([shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", config]),
+                as_postgres([shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", config]),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
@@ -208,8 +208,9 @@ class Topology:
                     raise RuntimeError(f"PgBouncer did not start: {error}") from None
                 time.sleep(0.1)
 
-    def _admin(self, command: str) -> list[tuple[Any, ...]]:
-        """A command on PgBouncer's admin console (simple protocol, no prepared statements)."""
+    def _admin(self, command: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A command on PgBouncer's admin console (simple protocol, no prepared
+        statements): its column names and rows."""
         import psycopg
 
         with psycopg.connect(
@@ -218,7 +219,9 @@ class Topology:
         ) as conn:  # fmt: skip
             cursor = conn.cursor()
             cursor.execute(command)
-            return cursor.fetchall() if cursor.description else []
+            if not cursor.description:
+                return [], []
+            return [column.name for column in cursor.description], cursor.fetchall()
 
     def reconnect_bouncer(self) -> None:
         """PgBouncer closes its server connections as they are released: the state a test
@@ -227,21 +230,13 @@ class Topology:
 
     def bouncer_servers(self) -> int:
         """Server connections PgBouncer holds to the primary for the test database."""
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1", port=self.ports.bouncer, user="postgres", dbname="pgbouncer",
-            autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor,
-        ) as conn:  # fmt: skip
-            cursor = conn.cursor()
-            cursor.execute("SHOW POOLS")
-            names = [column.name for column in cursor.description or []]
-            total = 0
-            for row in cursor.fetchall():
-                pool = dict(zip(names, row, strict=True))
-                if pool["database"] == DATABASE:
-                    total += sum(pool[k] for k in ("sv_active", "sv_idle", "sv_used"))
-            return total
+        names, rows = self._admin("SHOW POOLS")
+        total = 0
+        for row in rows:
+            pool = dict(zip(names, row, strict=True))
+            if pool["database"] == DATABASE:
+                total += sum(pool[k] for k in ("sv_active", "sv_idle", "sv_used"))
+        return total
 
     def stop(self) -> None:
         if self.bouncer is not None and self.bouncer.poll() is None:
