@@ -8,6 +8,8 @@ half-written, and the server holds no session of ours in a transaction or still 
 """
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 import time
 
@@ -244,6 +246,66 @@ def test_a_cancelled_opener_does_not_fail_the_others(alias):
     results = arun(main)
     assert isinstance(results[0], asyncio.CancelledError)
     assert results[1:] == [40] * 4
+
+
+def test_a_task_cancelled_while_its_connection_opens_leaks_nothing(alias, monkeypatch):
+    """The pool grows in the task that needs the connection; cancelled at any point of
+    the opening, the connection being made is closed (not left for the garbage collector:
+    an unclosed sqlite3 connection, socket or transport) and its slot is freed."""
+    import gc
+    import warnings
+
+    async def attempt(delay):
+        pool = seam.pool(alias)
+        await pool.open()
+        held, done = asyncio.Event(), asyncio.Event()
+
+        async def hold():  # keeps the pool's one connection in a transaction
+            async with transaction.atomic(using=alias):
+                await Book.objects.using(alias).acount()
+                held.set()
+                await done.wait()
+
+        holder = asyncio.create_task(hold())
+        await held.wait()
+        task = asyncio.create_task(Book.objects.using(alias).acount())  # opens a second
+        await asyncio.sleep(0 if delay is None else delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        done.set()
+        await holder
+        await asyncio.sleep(0.05)  # an opening left running in a driver thread ends
+        assert pool._size == len(pool._connections)
+        await assert_server_clean(alias, pool)
+        assert await Book.objects.using(alias).acount() == 40  # the pool still serves
+
+    unclosed = []
+
+    class Tracked(sqlite3.Connection):  # Python < 3.13 closes a dropped one silently
+        closed = False
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+        def __del__(self):
+            if not self.closed:
+                unclosed.append(self)
+
+    def connect(*args, **kwargs):
+        return original_connect(*args, factory=Tracked, **kwargs)
+
+    original_connect = sqlite3.dbapi2.connect
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", connect)  # Django's Database.connect
+    delays = [None, *(i * 0.0005 for i in range(12))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for delay in delays:
+            arun(attempt, delay)
+            gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert unclosed == []
 
 
 # 3. Errors and cancellations during streams ------------------------------------------

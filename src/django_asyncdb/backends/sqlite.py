@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sqlite3
+import threading
 import time
 from functools import lru_cache
 from typing import Any
@@ -455,21 +456,45 @@ class Backend(base.Backend):
         params = wrapper.get_connection_params()
         mode = getattr(wrapper, "transaction_mode", None)
         begin_sql = f"BEGIN {mode}" if mode else "BEGIN"
+        # A task cancelled while aiosqlite's thread opens the connection: aiosqlite drops
+        # the connection the thread then returns, unclosed. Whichever side comes second
+        # closes it: the connector if the task gave up first, else the task.
+        opening = threading.Lock()
+        made: list[sqlite3.Connection] = []
+        abandoned = False
 
         def connector() -> sqlite3.Connection:
             # Runs in aiosqlite's own thread, where no event loop runs, so Django's
             # async-safety guard lets its connection set-up through.
             connection: sqlite3.Connection = wrapper.get_new_connection(params)
-            connection.isolation_level = None
-            self.max_query_params = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            # The busy timeout it waits with (Django's OPTIONS["timeout"], or an
-            # init_command's PRAGMA), restored after statements run on the loop with 0.
-            pragmas.append(connection.execute("PRAGMA busy_timeout").fetchone()[0])
-            pragmas.append(connection.execute("PRAGMA cache_spill").fetchone()[0])
-            return connection
+            try:
+                connection.isolation_level = None
+                self.max_query_params = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+                # The busy timeout it waits with (Django's OPTIONS["timeout"], or an
+                # init_command's PRAGMA), restored after statements run on the loop with 0.
+                pragmas.append(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+                pragmas.append(connection.execute("PRAGMA cache_spill").fetchone()[0])
+            except BaseException:
+                connection.close()
+                raise
+            with opening:
+                if not abandoned:
+                    made.append(connection)
+                    return connection
+            connection.close()
+            raise sqlite3.OperationalError("the task that opened this connection is gone")
 
         pragmas: list[int] = []
-        raw = await aiosqlite.Connection(connector, 64)
+        raw = aiosqlite.Connection(connector, 64)
+        try:
+            await raw
+        except BaseException:
+            with opening:
+                abandoned = True
+                left = made if raw._connection is None else []
+            for connection in left:  # the thread is done with it: nothing else uses it
+                connection.close()
+            raise
         return SqliteConnection(
             raw, begin_sql, inline=self.settings.inline, busy_ms=pragmas[0], spill=pragmas[1]
         )
