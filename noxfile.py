@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "conformance", "lint", "package"]
+nox.options.sessions = ["tests", "conformance", "lint", "docs", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 LEGS = [("3.11", "5.2"), ("3.12", "6.1"), ("3.13", "6.0")]
@@ -119,6 +119,14 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site (Sphinx, docs/): warnings are errors, broken references too."""
+    session.install("-e", ".[docs]", "django~=5.2.0")
+    shutil.rmtree("docs/_build", ignore_errors=True)
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session(python="3.11")
