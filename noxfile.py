@@ -80,6 +80,7 @@ def tests(session: nox.Session, django: str) -> None:
         session.run(
             "pytest",
             "--ignore=tests/test_example.py",
+            "--ignore=tests/test_example_browser.py",
             "--ignore=tests/test_benchmarks.py",
             env={"ASYNCDB_TEST_LOOP": "uvloop"},
         )

@@ -4,8 +4,10 @@
     python example/run.py --wsgi          # gunicorn (WSGI, 2 sync workers) instead
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bookshop python example/run.py
 
-The local upstream service for the external-API pages listens on --upstream-port (8001) with
---upstream-delay milliseconds (50). Ctrl+C stops both.
+A PostgreSQL or MariaDB database that does not exist yet is created first (on the server's
+maintenance database: ``postgres``, or none for MariaDB); if it cannot be, run.py says how to
+create it and exits. The local upstream service for the external-API pages listens on
+--upstream-port (8001) with --upstream-delay milliseconds (50). Ctrl+C stops both.
 """
 
 import argparse
@@ -26,7 +28,11 @@ def main() -> int:
 
     env = harness.base_env()
     env.setdefault("UPSTREAM_URL", f"http://127.0.0.1:{args.upstream_port}/")
-    harness.prepare(env, quiet=False)
+    try:
+        harness.manage(env, "createdb", quiet=False)
+        harness.prepare(env, quiet=False)
+    except subprocess.CalledProcessError as failed:
+        return failed.returncode  # the command has said why
     upstream = subprocess.Popen(
         [*harness.upstream_command("127.0.0.1", args.upstream_port), "--log-level", "warning"],
         env=dict(env, UPSTREAM_DELAY_MS=str(args.upstream_delay)),

@@ -8,8 +8,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +24,9 @@ sys.path.insert(0, str(EXAMPLE))
 import harness  # noqa: E402
 
 CI = bool(os.environ.get("CI"))
-ASYNC_VIEWS = ["books/", "books/1.json", "cached/", "upstream/", "fanout/"]
+ASYNC_VIEWS = [
+    *("books/", "books/1.json", "books/1/", "reviews/new/", "cached/", "upstream/", "fanout/")
+]
 
 
 def _redis_url() -> str | None:
@@ -68,9 +72,12 @@ class Stack:
         server = self.wsgi if prefix == "sync" else self.asgi
         return httpx.get(f"{server.url}/{prefix}/{path}", timeout=10)
 
-    def post(self, prefix: str, path: str, data: dict[str, object]) -> httpx.Response:
+    def post(
+        self, prefix: str, path: str, data: dict[str, object], encoding: str = "form"
+    ) -> httpx.Response:
         server = self.wsgi if prefix == "sync" else self.asgi
-        return httpx.post(f"{server.url}/{prefix}/{path}", data=data, timeout=10)
+        body = {"json": data} if encoding == "json" else {"data": data}
+        return httpx.post(f"{server.url}/{prefix}/{path}", **body, timeout=10)
 
     def reviews(self) -> int:
         return int(self.get("sync", "fanout/").json()["results"]["reviews"])
@@ -102,16 +109,30 @@ def stack(request, tmp_path_factory):
 def test_pages(stack, prefix):
     home = stack.get(prefix, "").request.url.copy_with(path="/")
     links = httpx.get(home, timeout=10).text
-    for path in [*ASYNC_VIEWS, "reviews/new/"]:
+    for path in ASYNC_VIEWS:
         assert f'href="/{prefix}/{path}"' in links
     page = stack.get(prefix, "books/")
     assert page.status_code == 200
-    assert "Book 01.01</a></td><td>Author 01</td>" in page.text
+    assert f'<a href="/{prefix}/books/1/">Book 01.01</a></td><td>Author 01</td>' in page.text
     assert page.text.count("<tr><td>") == 50
     assert "Signed in as: anonymous" in page.text
+    assert '<link rel="stylesheet" href="/static/books/style.css">' in page.text
     form = stack.get(prefix, "reviews/new/")
     assert form.status_code == 200
     assert 'name="csrfmiddlewaretoken"' in form.text
+    # The book picker: every book, by title.
+    options = re.findall(r'<option value="(\d*)"[^>]*>([^<]*)</option>', form.text)
+    assert options[:2] == [("", "Choose a book"), ("1", "Book 01.01")]
+    assert len(options) == 201 and options[-1] == ("200", "Book 20.10")
+    book = stack.get(prefix, "books/7/")
+    assert book.status_code == 200
+    assert "<h1>Book 01.07</h1>" in book.text and "Review 3 of Book 01.07." in book.text
+    assert stack.get(prefix, "books/9999/").status_code == 404
+    css = stack.get(prefix, "").request.url.copy_with(path="/static/books/style.css")
+    style = httpx.get(css, timeout=10)
+    assert style.status_code == 200
+    assert style.headers["content-type"].startswith("text/css")
+    assert "header {" in style.text
 
 
 @pytest.mark.parametrize("pk", [1, 7, 200])
@@ -124,12 +145,13 @@ def test_detail_equals_sync(stack, pk):
     assert stack.get("async", "books/9999.json").status_code == 404
 
 
+@pytest.mark.parametrize("encoding", ["form", "json"])
 @pytest.mark.parametrize("prefix", ["sync", "async"])
-def test_post_creates_one_row(stack, prefix):
+def test_post_creates_one_row(stack, prefix, encoding):
     before = stack.reviews()
     book = stack.get("sync", "books/5.json").json()
-    data = {"book": 5, "reviewer": f"{prefix} tester", "rating": 5, "body": "Loved it."}
-    response = stack.post(prefix, "api/reviews/", data)
+    data = {"book": 5, "reviewer": f"{prefix} {encoding} tester", "rating": 5, "body": "Loved it."}
+    response = stack.post(prefix, "api/reviews/", data, encoding)
     assert response.status_code == 201, response.text
     created = response.json()
     assert created == {**data, "id": created["id"]}
@@ -139,16 +161,17 @@ def test_post_creates_one_row(stack, prefix):
     assert after["reviews"][-1]["id"] == created["id"]
 
 
+@pytest.mark.parametrize("encoding", ["form", "json"])
 @pytest.mark.parametrize("prefix", ["sync", "async"])
-def test_bad_post_is_400_and_writes_nothing(stack, prefix):
+def test_bad_post_is_400_and_writes_nothing(stack, prefix, encoding):
     before = stack.reviews()
-    response = stack.post(prefix, "api/reviews/", {"book": 5, "rating": 9, "body": ""})
+    response = stack.post(prefix, "api/reviews/", {"book": 5, "rating": 9, "body": ""}, encoding)
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert set(errors) == {"reviewer", "rating", "body"}
     assert errors["rating"][0]["code"] == "max_value"
     missing = stack.post(
-        prefix, "api/reviews/", {"book": 9999, "reviewer": "x", "rating": 3, "body": "x"}
+        prefix, "api/reviews/", {"book": 9999, "reviewer": "x", "rating": 3, "body": "x"}, encoding
     )
     assert missing.status_code == 400
     assert missing.json()["errors"]["book"][0]["message"] == "No such book."
@@ -157,16 +180,80 @@ def test_bad_post_is_400_and_writes_nothing(stack, prefix):
 
 
 @pytest.mark.parametrize("prefix", ["sync", "async"])
-def test_html_form_keeps_csrf(stack, prefix):
-    data = {"book": 3, "reviewer": "browser", "rating": 4, "body": "Fine."}
+def test_bad_json_is_400_and_writes_nothing(stack, prefix):
+    before = stack.reviews()
+    server = stack.wsgi if prefix == "sync" else stack.asgi
+    url = f"{server.url}/{prefix}/api/reviews/"
+    for body, error in [
+        (b'{"book": 5,', "the body is not valid JSON"),
+        (b"\xff\xfe{", "the body is not valid JSON"),
+        (b"[5]", "the body must be a JSON object"),
+        (b'"book"', "the body must be a JSON object"),
+        (
+            b'{"book": 5, "reviewer": ["x"], "rating": 4, "body": "x"}',
+            "the object's values must be strings, numbers or null",
+        ),
+    ]:
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        response = httpx.post(url, content=body, headers=headers, timeout=10)
+        assert response.status_code == 400, body
+        assert response.json() == {"error": error}, body
+    assert stack.reviews() == before
+
+
+def _form_token(browser: httpx.Client, url: str) -> tuple[httpx.Response, str]:
+    page = browser.get(url)
+    return page, re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_html_form_keeps_csrf_and_redirects_after_saving(stack, prefix):
+    """Post/Redirect/Get: a saved review answers 303 to its book's page, which shows it."""
+    data = {"book": 3, "reviewer": f"{prefix} browser", "rating": 4, "body": "Fine."}
     assert stack.post(prefix, "reviews/new/", data).status_code == 403
+    before = stack.reviews()
     server = stack.wsgi if prefix == "sync" else stack.asgi
     with httpx.Client(base_url=server.url, timeout=10) as browser:
-        page = browser.get(f"/{prefix}/reviews/new/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        page, token = _form_token(browser, f"/{prefix}/reviews/new/?book=3")
+        assert '<option value="3" selected>Book 01.03</option>' in page.text
         saved = browser.post(f"/{prefix}/reviews/new/", data={**data, "csrfmiddlewaretoken": token})
-    assert saved.status_code == 200
-    assert "Saved review" in saved.text
+        assert saved.status_code == 303, saved.text
+        review = re.fullmatch(rf"/{prefix}/books/3/\?review=(\d+)", saved.headers["location"])
+        assert review, saved.headers["location"]
+        shown = browser.get(saved.headers["location"])
+    assert shown.status_code == 200
+    assert f"Thank you, {prefix} browser: your review is saved." in shown.text
+    item = f'<li id="review-{review[1]}" class="new"><span class="rating">4/5</span>'
+    assert f"{item} <b>{prefix} browser</b><p>Fine.</p></li>" in shown.text
+    assert stack.reviews() == before + 1
+
+
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_html_form_shows_errors_and_writes_nothing(stack, prefix):
+    before = stack.reviews()
+    server = stack.wsgi if prefix == "sync" else stack.asgi
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        _, token = _form_token(browser, f"/{prefix}/reviews/new/")
+        data = {
+            "book": 9999,
+            "reviewer": "  ",
+            "rating": 6,
+            "body": "Kept.",
+            "csrfmiddlewaretoken": token,
+        }
+        page = browser.post(f"/{prefix}/reviews/new/", data=data)
+    assert page.status_code == 400
+    assert "Please correct the errors below." in page.text
+    errors = dict(
+        re.findall(r'<ul class="errorlist" id="id_(\w+)_error"><li>([^<]+)</li>', page.text)
+    )
+    assert errors == {
+        "book": "Select a valid choice. 9999 is not one of the available choices.",
+        "reviewer": "This field is required.",
+        "rating": "Ensure this value is less than or equal to 5.",
+    }
+    assert "\nKept.</textarea>" in page.text  # what was typed is kept
+    assert stack.reviews() == before
 
 
 def test_cached_page(stack):
@@ -203,6 +290,12 @@ def _hops_of_async_views(server: harness.Server) -> dict[str, int]:
         assert httpx.get(f"{server.url}/async/{path}", timeout=10).status_code == 200
     data = {"book": 2, "reviewer": "hops", "rating": 3, "body": "Counted."}
     assert httpx.post(f"{server.url}/async/api/reviews/", data=data, timeout=10).status_code == 201
+    assert httpx.post(f"{server.url}/async/api/reviews/", json=data, timeout=10).status_code == 201
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        _, token = _form_token(browser, "/async/reviews/new/")
+        saved = browser.post("/async/reviews/new/", data={**data, "csrfmiddlewaretoken": token})
+        assert saved.status_code == 303
+        assert browser.get(saved.headers["location"]).status_code == 200
     return httpx.get(f"{server.url}/debug/hops/", timeout=10).json()
 
 
@@ -241,7 +334,8 @@ def test_thread_hops_for_orm_without_asyncdb(stack, tmp_path):
         assert server.stop() == 0
     assert hops["django.db.models.query.QuerySet.get"] >= 1  # aget
     assert hops["django.db.models.query.QuerySet._fetch_all"] >= 1  # async for
-    assert hops["books.views_sync.create_review"] == 1  # the transaction, in a thread
+    # The transaction, in a thread: the API's two posts and the form's.
+    assert hops["books.views_sync.create_review"] == 3
 
 
 def test_lifespan_shutdown_is_clean(stack):
@@ -370,3 +464,107 @@ def test_request_cost_on_postgresql():
     assert result.returncode == 0, result.stderr
     assert "(PostgreSQL, cache:" in result.stdout
     assert re.search(r"^\| fanout \| [\d,]+ \| [\d,]+ \| [\d,]+ \|$", result.stdout, re.M)
+
+
+def _server_url(kind: str, name: str) -> str:
+    """The URL of database ``name`` on the local PostgreSQL or MariaDB (failing under CI,
+    else skipping, when that server is not there)."""
+    if kind == "postgresql":
+        _need_postgresql()
+        return harness.PG_URL.format(user="postgres", host="127.0.0.1", port=5432, name=name)
+    try:
+        import MySQLdb  # noqa: F401 (Django's MySQL backend, which migrate uses)
+    except ImportError:
+        reason = "mysqlclient is not installed"
+    else:
+        reason = "" if harness.reachable(3306) else "MariaDB at 127.0.0.1:3306 is not reachable"
+    if reason and CI:
+        pytest.fail(f"{reason} (required under CI)")
+    if reason:
+        pytest.skip(reason)
+    return f"mysql://root@127.0.0.1:3306/{name}"
+
+
+def _drop(kind: str, name: str) -> None:
+    if kind == "postgresql":
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        import MySQLdb
+
+        conn = MySQLdb.connect(host="127.0.0.1", port=3306, user="root")
+        try:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()
+
+
+def _wait_for_page(process: subprocess.Popen, url: str, log: Path) -> str:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"run.py exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            return httpx.get(url, timeout=5).raise_for_status().text
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    pytest.fail(f"run.py did not serve {url}:\n{log.read_text()}")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_run_creates_a_missing_database(kind, tmp_path):
+    """example/run.py on a database that does not exist: it creates it (saying so once),
+    migrates, seeds and serves; run again, it finds it and says nothing about it."""
+    name = f"asyncdb_example_run_{uuid.uuid4().hex[:10]}"
+    env = harness.base_env(DATABASE_URL=_server_url(kind, name))
+    port, upstream = harness.free_port(), harness.free_port()
+    argv = [sys.executable, str(EXAMPLE / "run.py"), "--port", str(port)]
+    argv += ["--upstream-port", str(upstream)]
+    log = tmp_path / "run.log"
+    try:
+        for run in (1, 2):
+            with open(log, "wb") as out:
+                # Its own session: Ctrl+C reaches run.py, uvicorn and the upstream.
+                process = subprocess.Popen(
+                    argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            try:
+                page = _wait_for_page(process, f"http://127.0.0.1:{port}/async/books/", log)
+            finally:
+                os.killpg(process.pid, signal.SIGINT)  # as Ctrl+C
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+            assert "Book 01.01</a></td><td>Author 01</td>" in page
+            output = log.read_text()
+            created = [line for line in output.splitlines() if line.startswith("createdb:")]
+            server = "PostgreSQL at 127.0.0.1:5432" if kind == "postgresql" else "MariaDB/MySQL"
+            if run == 1:
+                assert len(created) == 1 and name in created[0] and server in created[0], output
+            else:
+                assert not created, output
+    finally:
+        _drop(kind, name)
+
+
+def test_run_says_in_one_line_how_to_create_the_database():
+    """A database run.py cannot create (the role does not exist): one line, no traceback."""
+    _need_postgresql()
+    name = f"asyncdb_example_run_{uuid.uuid4().hex[:10]}"
+    url = f"postgres://asyncdb_no_such_role@127.0.0.1:5432/{name}"
+    argv = [sys.executable, str(EXAMPLE / "run.py"), "--port", str(harness.free_port())]
+    done = subprocess.run(
+        argv, env=harness.base_env(DATABASE_URL=url), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"CommandError: cannot create database '{name}' on PostgreSQL")
+    assert 'role "asyncdb_no_such_role" does not exist' in done.stderr
+    assert done.stderr.endswith(
+        f"create it yourself, e.g. createdb -h 127.0.0.1 -p 5432 -U asyncdb_no_such_role {name}\n"
+    )

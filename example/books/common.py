@@ -1,9 +1,12 @@
 """What the sync and async views share: querysets, JSON shapes, links. No I/O here."""
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache import caches
 from django.db.models import Avg, QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
 
 from .models import Author, Book, Review
 
@@ -21,6 +24,43 @@ def book_list() -> QuerySet[Book]:
 def book_detail() -> QuerySet[Book]:
     """A book with its author (joined) and its reviews (prefetched)."""
     return Book.objects.select_related("author").prefetch_related("reviews")
+
+
+def book_choices() -> QuerySet[Book, tuple[int, str]]:
+    """The review form's book picker: (id, title) of every book, by title."""
+    return Book.objects.order_by("title", "id").values_list("id", "title")
+
+
+def book_page(book: Book, request: HttpRequest, mode: str) -> dict[str, Any]:
+    """The book page's context; ``?review=<id>`` (where the form redirects after saving)
+    marks that review as the visitor's new one."""
+    reviews = sorted(book.reviews.all(), key=lambda r: r.pk)
+    saved = request.GET.get("review", "")
+    new = next((r for r in reviews if str(r.pk) == saved), None)
+    return {"book": book, "reviews": reviews, "new_review": new, "mode": mode}
+
+
+class HttpResponseSeeOther(HttpResponseRedirect):
+    """303: after a successful POST the browser GETs the result page (Post/Redirect/Get),
+    so reloading that page does not post again."""
+
+    status_code = 303
+
+
+def api_input(request: HttpRequest) -> Mapping[str, Any]:
+    """The review API's input: a JSON object (Content-Type: application/json) or form
+    fields. Raises ValueError, its message for the client, if the JSON is unusable."""
+    if request.content_type != "application/json":
+        return request.POST
+    try:
+        data = json.loads(request.body)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    if any(isinstance(value, dict | list) for value in data.values()):
+        raise ValueError("the object's values must be strings, numbers or null")
+    return data
 
 
 def user_name(user: Any) -> str:
@@ -84,6 +124,7 @@ def home_links() -> list[tuple[str, list[tuple[str, str]]]]:
     pages = [
         ("Books (template page)", "books/"),
         ("Book 1 as JSON (select_related + prefetch_related)", "books/1.json"),
+        ("Book 1's page with its reviews", "books/1/"),
         ("New review (form)", "reviews/new/"),
         ("Cached stats (cache API)", "cached/"),
         ("External API (httpx to the local upstream)", "upstream/"),

@@ -1,5 +1,8 @@
 """Input validation for the review POST endpoints."""
 
+from collections.abc import Iterable
+from typing import Any
+
 from django import forms
 
 
@@ -10,4 +13,17 @@ class ReviewForm(forms.Form):
     book = forms.IntegerField(min_value=1)
     reviewer = forms.CharField(max_length=60)
     rating = forms.IntegerField(min_value=1, max_value=5)
-    body = forms.CharField(max_length=2000)
+    body = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class ReviewPageForm(ReviewForm):
+    """The HTML page's form: the book is picked from a <select> of the books the view loaded
+    (``async for`` in the async view). A ModelChoiceField would query its queryset while the
+    page renders (its choices) and while it validates (``queryset.get()``): sync ORM code,
+    which async code must not run. These choices are a list, so neither does any I/O."""
+
+    book = forms.TypedChoiceField(coerce=int, empty_value=None)
+
+    def __init__(self, *args: Any, books: Iterable[tuple[int, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["book"].choices = [("", "Choose a book"), *books]

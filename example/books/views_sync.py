@@ -6,11 +6,12 @@ from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import common, upstream
-from .forms import ReviewForm
+from .forms import ReviewForm, ReviewPageForm
 from .models import Book, Review
 
 
@@ -34,23 +35,41 @@ def detail(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(common.book_json(book, request.user))
 
 
+@require_GET
+def book(request: HttpRequest, pk: int) -> HttpResponse:
+    """A book's page with its reviews (where the review form redirects)."""
+    try:
+        found = common.book_detail().get(pk=pk)
+    except Book.DoesNotExist:
+        return render(request, "books/not_found.html", {"mode": "sync"}, status=404)
+    return render(request, "books/book.html", common.book_page(found, request, "sync"))
+
+
 @require_http_methods(["GET", "POST"])
 def review_form(request: HttpRequest) -> HttpResponse:
-    """The HTML form page: ordinary CSRF protection."""
-    form = ReviewForm(request.POST or None)
-    created = None
-    if request.method == "POST" and form.is_valid():
+    """The HTML form page: ordinary CSRF protection; a saved review redirects (303) to its
+    book's page, invalid input shows the form again with its errors (400)."""
+    books = list(common.book_choices())
+    data = request.POST if request.method == "POST" else None
+    form = ReviewPageForm(data, books=books, initial={"book": request.GET.get("book")})
+    if form.is_valid():
         created = create_review(form)
-        if created is None:
-            form.add_error("book", "No such book.")
-    context = {"form": form, "created": created, "mode": "sync"}
+        if created is not None:
+            url = reverse("sync:book", args=[created.book_id])
+            return common.HttpResponseSeeOther(f"{url}?review={created.pk}")
+        form.add_error("book", "No such book.")
+    context = {"form": form, "mode": "sync"}
     return render(request, "books/review_form.html", context, status=400 if form.errors else 200)
 
 
 @csrf_exempt  # an API endpoint for clients without a session (and the load tool)
 @require_http_methods(["POST"])
 def review_create(request: HttpRequest) -> JsonResponse:
-    form = ReviewForm(request.POST)
+    """Form fields or a JSON object; 201 with the review, or 400 with what is wrong."""
+    try:
+        form = ReviewForm(common.api_input(request))
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
     review = create_review(form)

@@ -3,7 +3,9 @@
 With django_asyncdb (the default): its handler, which is Django's with lifespan (the database
 pools close on shutdown) and Django's own sync middleware hooks run on the event loop. With
 ASGI_HANDLER=django (the default when ASYNCDB=0): Django's own handler, wrapped in
-``with_lifespan``. On lifespan shutdown the shared httpx clients are closed first.
+``with_lifespan``. On lifespan shutdown the shared httpx clients are closed first. Static
+files (/static/) are served by Django's staticfiles handler, ahead of the middleware: the
+example has no separate web server.
 """
 
 import os
@@ -11,6 +13,7 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bookshop.settings")
 
 from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application as django_asgi_application
 
 from django_asyncdb.asgi import get_asgi_application, with_lifespan
@@ -21,6 +24,8 @@ else:
     _serve = with_lifespan(django_asgi_application())
 
 from books import upstream
+
+_serve = ASGIStaticFilesHandler(_serve)  # passes lifespan and other paths on to _serve
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]

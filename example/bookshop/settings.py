@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
     "books",
 ]
 if ASYNCDB:
@@ -139,6 +140,9 @@ TEMPLATES = [
     }
 ]
 WSGI_APPLICATION = "bookshop.wsgi.application"
+# books/static/, served by bookshop/asgi.py and wsgi.py (staticfiles' handlers) ahead of
+# the middleware: the example runs without a separate web server.
+STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
