@@ -15,6 +15,7 @@ __all__ = [
     "PoolClosed",
     "PoolTimeout",
     "RelationNotLoaded",
+    "StaleObjectError",
     "SyncCallInAsyncContext",
     "__version__",
     "aget_related",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         PoolClosed,
         PoolTimeout,
         RelationNotLoaded,
+        StaleObjectError,
         SyncCallInAsyncContext,
     )
     from .related import aget_related
@@ -51,6 +53,7 @@ _LAZY = {
     "PoolClosed": "errors",
     "PoolTimeout": "errors",
     "RelationNotLoaded": "errors",
+    "StaleObjectError": "errors",
     "SyncCallInAsyncContext": "errors",
     "aget_related": "related",
     "asavepoint": "transaction",

@@ -6,6 +6,8 @@ clauses keep working::
     django.db.OperationalError
         PoolTimeout             no pooled connection became free in time
         PoolClosed              the pool was closed while a task waited
+    django.db.DatabaseError
+        StaleObjectError        a versioned save found another writer's version
     django.db.NotSupportedError
         NotSupportedYet         a Django feature the native path does not cover yet
     django.core.exceptions.SynchronousOnlyOperation
@@ -19,6 +21,7 @@ Driver exceptions (psycopg, sqlite3 via aiosqlite, asyncmy) become Django's own
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import (
@@ -38,6 +41,7 @@ __all__ = [
     "PoolClosed",
     "PoolTimeout",
     "RelationNotLoaded",
+    "StaleObjectError",
     "SyncCallInAsyncContext",
     "translate",
 ]
@@ -62,6 +66,22 @@ class PoolTimeout(OperationalError):
 
 class PoolClosed(OperationalError):
     """The pool was closed, or closed while a task waited for a connection."""
+
+
+class StaleObjectError(DatabaseError):
+    """A save of an object with a ``VersionField`` found its row changed (or deleted) by
+    another writer since the object was read: nothing was written."""
+
+    def __init__(self, model: type, pk: Any, version: Any) -> None:
+        self.model, self.pk, self.version = model, pk, version
+        super().__init__(
+            f"{model.__name__} with pk {pk!r} was changed or deleted by another writer since "
+            f"this object was read at version {version!r}; nothing was written. Re-read it "
+            "and apply the change again (django_asyncdb.locking.asave_with_retry does)."
+        )
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.model, self.pk, self.version)
 
 
 class NotSupportedYet(NotSupportedError):

@@ -33,7 +33,18 @@ from django.db.transaction import Atomic
 from django.dispatch import Signal
 from django.utils import deprecation as django_deprecation
 
-from . import conf, hooks, models, query, related, signals, testing, transaction, wrapper
+from . import (
+    conf,
+    hooks,
+    locking,
+    models,
+    query,
+    related,
+    signals,
+    testing,
+    transaction,
+    wrapper,
+)
 
 
 def _patches() -> list[tuple[Any, str, Any]]:
@@ -74,6 +85,10 @@ def _patches() -> list[tuple[Any, str, Any]]:
         # makes them (MiddlewareMixin.__acall__, ASGIHandler's response.close()).
         (django_deprecation, "sync_to_async", hooks.sync_to_async),
         (django_asgi, "sync_to_async", hooks.sync_to_async),
+        # Optimistic locking: nothing changes for models without a VersionField.
+        (Model, "_do_update", locking.do_update),
+        (QuerySet, "update", locking.update),
+        (QuerySet, "bulk_update", locking.bulk_update),
         # No hidden I/O.
         (ForwardManyToOneDescriptor, "get_object", related.forward_get_object),
         (ReverseOneToOneDescriptor, "__get__", related.reverse_one_to_one_get),

@@ -6,6 +6,8 @@ from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelatio
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
+from django_asyncdb.locking import VersionField
+
 
 class Comment(models.Model):
     """Attached to any model through a generic foreign key."""
@@ -155,3 +157,23 @@ class Stamp(models.Model):
     label = models.CharField(max_length=20)
     code = models.IntegerField(db_default=7)
     kind = models.CharField(max_length=10, db_default="new")
+
+
+class Article(models.Model):
+    """Optimistic locking: a version checked on save (django_asyncdb.locking)."""
+
+    title = models.CharField(max_length=100)
+    hits = models.IntegerField(default=0)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="articles")
+    version = VersionField()
+
+
+class Page(models.Model):
+    """A versioned parent of multi-table inheritance."""
+
+    title = models.CharField(max_length=100)
+    version = VersionField()
+
+
+class WikiPage(Page):
+    text = models.CharField(max_length=100, default="")
