@@ -256,6 +256,63 @@ def test_html_form_shows_errors_and_writes_nothing(stack, prefix):
     assert stack.reviews() == before
 
 
+@pytest.mark.parametrize("prefix", ["sync", "async"])
+def test_a_stale_book_edit_is_refused_not_saved(stack, prefix):
+    """Optimistic locking over HTTP: two people open the edit page of the same book; the
+    first save wins, the second (its page shows the old version) gets 409 and the form
+    says why; nothing of it is written. Reloading the page shows the new version."""
+    pk = 11 if prefix == "sync" else 12
+    server = stack.wsgi if prefix == "sync" else stack.asgi
+    url = f"/{prefix}/books/{pk}/edit/"
+    version = re.compile(r'<input type="hidden" name="version" value="(\d+)"')
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as alice,
+        httpx.Client(base_url=server.url, timeout=10) as bob,
+    ):
+        page_a, token_a = _form_token(alice, url)
+        page_b, token_b = _form_token(bob, url)
+        shown = version.search(page_a.text)[1]
+        assert version.search(page_b.text)[1] == shown
+        first = alice.post(
+            url,
+            data={
+                "title": "Alice's",
+                "price": "10.00",
+                "version": shown,
+                "csrfmiddlewaretoken": token_a,
+            },
+        )
+        assert first.status_code == 303, first.text
+        assert first.headers["location"] == f"/{prefix}/books/{pk}/"
+        second = bob.post(
+            url,
+            data={
+                "title": "Bob's",
+                "price": "99.00",
+                "version": shown,
+                "csrfmiddlewaretoken": token_b,
+            },
+        )
+        assert second.status_code == 409, second.text
+        assert "Someone else changed this book after you opened it." in second.text
+        assert stack.get(prefix, f"books/{pk}.json").json()["title"] == "Alice's"
+        again, token_b = _form_token(bob, url)
+        assert int(version.search(again.text)[1]) == int(shown) + 1
+        assert 'value="Alice&#x27;s"' in again.text
+        third = bob.post(
+            url,
+            data={
+                "title": "Bob's",
+                "price": "99.00",
+                "version": version.search(again.text)[1],
+                "csrfmiddlewaretoken": token_b,
+            },
+        )
+        assert third.status_code == 303, third.text
+    book = stack.get(prefix, f"books/{pk}.json").json()
+    assert (book["title"], book["price"]) == ("Bob's", "99.00")
+
+
 def test_cached_page(stack):
     first = stack.get("async", "cached/").json()
     second = stack.get("async", "cached/").json()
@@ -296,6 +353,11 @@ def _hops_of_async_views(server: harness.Server) -> dict[str, int]:
         saved = browser.post("/async/reviews/new/", data={**data, "csrfmiddlewaretoken": token})
         assert saved.status_code == 303
         assert browser.get(saved.headers["location"]).status_code == 200
+        edit, token = _form_token(browser, "/async/books/4/edit/")
+        version = re.search(r'name="version" value="(\d+)"', edit.text)[1]
+        fields = {"title": "Book 01.04", "price": "14.04", "version": version}
+        edited = browser.post("/async/books/4/edit/", data={**fields, "csrfmiddlewaretoken": token})
+        assert edited.status_code == 303, edited.text
     return httpx.get(f"{server.url}/debug/hops/", timeout=10).json()
 
 

@@ -40,6 +40,11 @@ def book_page(book: Book, request: HttpRequest, mode: str) -> dict[str, Any]:
     return {"book": book, "reviews": reviews, "new_review": new, "mode": mode}
 
 
+def edit_page(form: Any, mode: str) -> dict[str, Any]:
+    """The book edit page's context (the title as stored, not as posted)."""
+    return {"form": form, "book": form.instance, "title": form.initial["title"], "mode": mode}
+
+
 class HttpResponseSeeOther(HttpResponseRedirect):
     """303: after a successful POST the browser GETs the result page (Post/Redirect/Get),
     so reloading that page does not post again."""

@@ -5,6 +5,10 @@ from typing import Any
 
 from django import forms
 
+from django_asyncdb.locking import VersionedModelForm
+
+from .models import Book
+
 
 class ReviewForm(forms.Form):
     """A review of one book; the book's existence is checked by the view, in its
@@ -27,3 +31,12 @@ class ReviewPageForm(ReviewForm):
     def __init__(self, *args: Any, books: Iterable[tuple[int, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["book"].choices = [("", "Choose a book"), *books]
+
+
+class BookForm(VersionedModelForm):
+    """The book edit form: the version it was shown with comes back in a hidden field, and
+    a post after someone else's change is refused with a form error (StaleObjectError)."""
+
+    class Meta:
+        model = Book
+        fields = ["title", "price"]

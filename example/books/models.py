@@ -1,6 +1,8 @@
-"""The bookshop: ordinary Django models, nothing async-specific."""
+"""The bookshop: ordinary Django models; Book has a version for its edit form."""
 
 from django.db import models
+
+from django_asyncdb.locking import VersionField
 
 
 class Author(models.Model):
@@ -17,6 +19,9 @@ class Book(models.Model):
     price = models.DecimalField(max_digits=6, decimal_places=2)
     published = models.DateField()
     review_count = models.IntegerField(default=0)
+    # Optimistic locking: the edit form carries it, so a stale edit is refused, not saved
+    # over someone else's (django_asyncdb.locking).
+    version = VersionField()
 
     def __str__(self) -> str:
         return self.title

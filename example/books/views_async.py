@@ -15,8 +15,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from django_asyncdb.locking import StaleObjectError
+
 from . import common, upstream
-from .forms import ReviewForm, ReviewPageForm
+from .forms import BookForm, ReviewForm, ReviewPageForm
 from .models import Book, Review
 from .views_sync import create_review
 
@@ -47,6 +49,27 @@ async def book(request: HttpRequest, pk: int) -> HttpResponse:
     except Book.DoesNotExist:
         return render(request, "books/not_found.html", {"mode": "async"}, status=404)
     return render(request, "books/book.html", common.book_page(found, request, "async"))
+
+
+@require_http_methods(["GET", "POST"])
+async def book_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit a book; a post made from a page shown before someone else's change is refused
+    (409, the form shows why) instead of overwriting it."""
+    try:
+        found = await Book.objects.aget(pk=pk)
+    except Book.DoesNotExist:
+        return render(request, "books/not_found.html", {"mode": "async"}, status=404)
+    form = BookForm(request.POST if request.method == "POST" else None, instance=found)
+    if request.method == "POST" and await form.ais_valid():
+        try:
+            await form.asave()
+        except StaleObjectError:
+            return render(
+                request, "books/book_edit.html", common.edit_page(form, "async"), status=409
+            )
+        return common.HttpResponseSeeOther(reverse("async:book", args=[pk]))
+    status = 400 if form.errors else 200
+    return render(request, "books/book_edit.html", common.edit_page(form, "async"), status=status)
 
 
 @require_http_methods(["GET", "POST"])

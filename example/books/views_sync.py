@@ -10,8 +10,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from django_asyncdb.locking import StaleObjectError
+
 from . import common, upstream
-from .forms import ReviewForm, ReviewPageForm
+from .forms import BookForm, ReviewForm, ReviewPageForm
 from .models import Book, Review
 
 
@@ -43,6 +45,26 @@ def book(request: HttpRequest, pk: int) -> HttpResponse:
     except Book.DoesNotExist:
         return render(request, "books/not_found.html", {"mode": "sync"}, status=404)
     return render(request, "books/book.html", common.book_page(found, request, "sync"))
+
+
+@require_http_methods(["GET", "POST"])
+def book_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit a book; a stale post is refused (409) instead of overwriting."""
+    try:
+        found = Book.objects.get(pk=pk)
+    except Book.DoesNotExist:
+        return render(request, "books/not_found.html", {"mode": "sync"}, status=404)
+    form = BookForm(request.POST if request.method == "POST" else None, instance=found)
+    if request.method == "POST" and form.is_valid():
+        try:
+            form.save()
+        except StaleObjectError:
+            return render(
+                request, "books/book_edit.html", common.edit_page(form, "sync"), status=409
+            )
+        return common.HttpResponseSeeOther(reverse("sync:book", args=[pk]))
+    status = 400 if form.errors else 200
+    return render(request, "books/book_edit.html", common.edit_page(form, "sync"), status=status)
 
 
 @require_http_methods(["GET", "POST"])

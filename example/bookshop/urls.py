@@ -10,6 +10,7 @@ def views(module):  # type: ignore[no-untyped-def]
         path("books/", module.books, name="books"),
         path("books/<int:pk>.json", module.detail, name="detail"),
         path("books/<int:pk>/", module.book, name="book"),
+        path("books/<int:pk>/edit/", module.book_edit, name="book-edit"),
         path("reviews/new/", module.review_form, name="review-form"),
         path("api/reviews/", module.review_create, name="review-create"),
         path("cached/", module.cached, name="cached"),
