@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from django.apps import apps
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
@@ -377,10 +378,18 @@ def test_a_stale_form_post_is_a_form_error(alias, thread_hops):
         with_tags = Article.objects.using(alias).prefetch_related("tags")  # no query in init
         stale = ArticleTagsForm(posted, instance=await with_tags.aget(pk=shown.pk))
         stale.fields["tags"].queryset = Tag.objects.using(alias)
-        assert await stale.ais_valid(), stale.errors
-        with pytest.raises(StaleObjectError):
-            await stale.asave()
+        assert not await stale.ais_valid()  # found stale while validating
         errors = list(stale.non_field_errors())
+        assert stale.has_error(NON_FIELD_ERRORS, "stale")
+        # A change between validation and save: the save refuses, the form says why.
+        racing = ArticleForm(
+            {"title": "racing", "version": "2"}, instance=await with_tags.aget(pk=shown.pk)
+        )
+        assert await racing.ais_valid(), racing.errors
+        await Article.objects.using(alias).filter(pk=article.pk).aupdate(hits=F("hits") + 1)
+        with pytest.raises(StaleObjectError):
+            await racing.asave()
+        assert list(racing.non_field_errors()) == errors
         reloaded = await with_tags.aget(pk=shown.pk)
         posted["version"] = str(ArticleForm(instance=reloaded).initial["version"])
         good = ArticleTagsForm(posted, instance=reloaded)
@@ -398,7 +407,7 @@ def test_a_stale_form_post_is_a_form_error(alias, thread_hops):
         "Someone else changed this article after you opened it. Your changes were not "
         "saved: reload the page to see the current values."
     ]
-    assert final == {"title": "mine", "hits": 0, "version": 3}
+    assert final == {"title": "mine", "hits": 1, "version": 4}
     assert tags == [f"locking-{alias}"]
     assert thread_hops == []
 
@@ -463,3 +472,92 @@ def test_checked_saves_without_the_app_installed(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["sync: stale", "async: stale", "[('b', 3)]"]
+
+
+def test_the_admin_with_a_versioned_form(tmp_path):
+    """Django's admin, as a project sets it up (a ModelAdmin with a VersionedModelForm):
+    the change page carries the version; a stale change is shown as a form error and
+    written nowhere; a change from the reloaded page saves."""
+    import subprocess
+    import sys
+
+    app = tmp_path / "notes"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "models.py").write_text(
+        "from django.db import models\n"
+        "from django_asyncdb.locking import VersionField\n\n\n"
+        "class Note(models.Model):\n"
+        "    title = models.CharField(max_length=20)\n"
+        "    version = VersionField()\n"
+    )
+    (app / "admin.py").write_text(
+        "from django.contrib import admin\n"
+        "from django_asyncdb.locking import VersionedModelForm\n"
+        "from .models import Note\n\n\n"
+        "class NoteForm(VersionedModelForm):\n"
+        "    class Meta:\n"
+        "        model = Note\n"
+        "        fields = ['title']\n\n\n"
+        "@admin.register(Note)\n"
+        "class NoteAdmin(admin.ModelAdmin):\n"
+        "    form = NoteForm\n"
+    )
+    (tmp_path / "urls.py").write_text(
+        "from django.contrib import admin\nfrom django.urls import path\n"
+        "urlpatterns = [path('admin/', admin.site.urls)]\n"
+    )
+    (tmp_path / "run.py").write_text(
+        "import re\n"
+        "import django\n"
+        "from django.conf import settings\n"
+        "settings.configure(\n"
+        "    DEBUG=False, SECRET_KEY='x', ROOT_URLCONF='urls', ALLOWED_HOSTS=['testserver'],\n"
+        "    DEFAULT_AUTO_FIELD='django.db.models.AutoField',\n"
+        "    INSTALLED_APPS=['django.contrib.admin', 'django.contrib.auth',\n"
+        "        'django.contrib.contenttypes', 'django.contrib.sessions',\n"
+        "        'django.contrib.messages', 'django_asyncdb', 'notes'],\n"
+        "    MIDDLEWARE=['django.contrib.sessions.middleware.SessionMiddleware',\n"
+        "        'django.middleware.csrf.CsrfViewMiddleware',\n"
+        "        'django.contrib.auth.middleware.AuthenticationMiddleware',\n"
+        "        'django.contrib.messages.middleware.MessageMiddleware'],\n"
+        "    TEMPLATES=[{'BACKEND': 'django.template.backends.django.DjangoTemplates',\n"
+        "        'APP_DIRS': True, 'OPTIONS': {'context_processors': [\n"
+        "        'django.template.context_processors.request',\n"
+        "        'django.contrib.auth.context_processors.auth',\n"
+        "        'django.contrib.messages.context_processors.messages']}}],\n"
+        "    DATABASES={'default': {'ENGINE': 'django.db.backends.sqlite3',\n"
+        f"        'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}},\n"
+        ")\n"
+        "django.setup()\n"
+        "from django.contrib.auth.models import User\n"
+        "from django.core.management import call_command\n"
+        "from django.test import Client\n"
+        "from notes.models import Note\n"
+        "call_command('migrate', run_syncdb=True, verbosity=0)\n"
+        "note = Note.objects.create(title='first')\n"
+        "client = Client()\n"
+        "client.force_login(User.objects.create_superuser('admin', 'a@example.com', 'pw'))\n"
+        "url = f'/admin/notes/note/{note.pk}/change/'\n"
+        "page = client.get(url).content.decode()\n"
+        'shown = re.search(r\'name="version" value="(\\d+)"\', page)[1]\n'
+        "Note.objects.filter(pk=note.pk).update(title='theirs')\n"
+        "stale = client.post(url, {'title': 'mine', 'version': shown, '_save': 'Save'})\n"
+        "print(stale.status_code, 'Someone else changed this note' in stale.content.decode())\n"
+        "print(Note.objects.values_list('title', 'version').get())\n"
+        "page = client.get(url).content.decode()\n"
+        'fresh = re.search(r\'name="version" value="(\\d+)"\', page)[1]\n'
+        "saved = client.post(url, {'title': 'mine', 'version': fresh, '_save': 'Save'})\n"
+        "print(shown, fresh, saved.status_code)\n"
+        "print(Note.objects.values_list('title', 'version').get())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "200 True",
+        "('theirs', 2)",
+        "1 2 302",
+        "('mine', 3)",
+    ]

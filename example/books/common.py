@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache import caches
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import Avg, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 
@@ -38,6 +39,13 @@ def book_page(book: Book, request: HttpRequest, mode: str) -> dict[str, Any]:
     saved = request.GET.get("review", "")
     new = next((r for r in reviews if str(r.pk) == saved), None)
     return {"book": book, "reviews": reviews, "new_review": new, "mode": mode}
+
+
+def edit_status(form: Any) -> int:
+    """409 for an edit someone else's change made stale, 400 for other errors, else 200."""
+    if form.has_error(NON_FIELD_ERRORS, "stale"):
+        return 409
+    return 400 if form.errors else 200
 
 
 def edit_page(form: Any, mode: str) -> dict[str, Any]:

@@ -63,13 +63,12 @@ async def book_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and await form.ais_valid():
         try:
             await form.asave()
-        except StaleObjectError:
-            return render(
-                request, "books/book_edit.html", common.edit_page(form, "async"), status=409
-            )
-        return common.HttpResponseSeeOther(reverse("async:book", args=[pk]))
-    status = 400 if form.errors else 200
-    return render(request, "books/book_edit.html", common.edit_page(form, "async"), status=status)
+        except StaleObjectError:  # changed since validation: the form now says why (409)
+            pass
+        else:
+            return common.HttpResponseSeeOther(reverse("async:book", args=[pk]))
+    context = common.edit_page(form, "async")
+    return render(request, "books/book_edit.html", context, status=common.edit_status(form))
 
 
 @require_http_methods(["GET", "POST"])

@@ -58,13 +58,12 @@ def book_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             form.save()
-        except StaleObjectError:
-            return render(
-                request, "books/book_edit.html", common.edit_page(form, "sync"), status=409
-            )
-        return common.HttpResponseSeeOther(reverse("sync:book", args=[pk]))
-    status = 400 if form.errors else 200
-    return render(request, "books/book_edit.html", common.edit_page(form, "sync"), status=status)
+        except StaleObjectError:  # changed since validation: the form now says why (409)
+            pass
+        else:
+            return common.HttpResponseSeeOther(reverse("sync:book", args=[pk]))
+    context = common.edit_page(form, "sync")
+    return render(request, "books/book_edit.html", context, status=common.edit_status(form))
 
 
 @require_http_methods(["GET", "POST"])

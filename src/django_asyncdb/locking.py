@@ -32,6 +32,7 @@ from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
 from django.db.models import F, Model, QuerySet
+from django.forms.models import ModelFormMetaclass
 
 from . import bridge
 from .errors import NotSupportedYet, StaleObjectError
@@ -246,11 +247,26 @@ def _check_attempts(attempts: int) -> None:
 # Forms -----------------------------------------------------------------------------
 
 
-class VersionedModelForm(forms.ModelForm):
+class _VersionedFormMetaclass(ModelFormMetaclass):
+    """Adds the model's version to the form's fields (a hidden input) when ``Meta.fields``
+    leaves it out: on the class, so that the admin (which renders ``base_fields``) and
+    ``modelform_factory`` see it."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> Any:
+        cls = super().__new__(mcs, name, bases, attrs)
+        model = getattr(cls._meta, "model", None)
+        field = version_field(model) if model is not None else None
+        if field is not None and field.name not in cls.base_fields:
+            cls.base_fields[field.name] = field.formfield()
+        return cls
+
+
+class VersionedModelForm(forms.ModelForm, metaclass=_VersionedFormMetaclass):
     """A ``ModelForm`` for a model with a ``VersionField``: the version the form was shown
-    with travels in a hidden field, and a save after someone else's raises
-    :class:`StaleObjectError` with a non-field error on the form (``form.errors``), so
-    the view shows the form again instead of overwriting::
+    with travels in a hidden field. Validation compares it with the row's (one query): a
+    stale post is invalid, with a non-field error. A change that lands between validation
+    and save makes ``save()`` raise :class:`StaleObjectError`, with the same error added
+    to the form, so the view shows the form again instead of overwriting::
 
         if await form.ais_valid():  # is_valid(), its queries native
             try:
@@ -273,9 +289,7 @@ class VersionedModelForm(forms.ModelForm):
                 f"{type(self).__name__}: {type(self.instance).__name__} has no VersionField."
             )
         self._version = field
-        if field.name not in self.fields:  # not listed in Meta.fields: added, hidden
-            self.fields[field.name] = field.formfield(required=True)
-            self.initial.setdefault(field.name, getattr(self.instance, field.attname))
+        self.initial.setdefault(field.name, getattr(self.instance, field.attname))
         self.fields[field.name].required = not self.instance._state.adding
 
     def clean(self) -> dict[str, Any]:
@@ -283,15 +297,28 @@ class VersionedModelForm(forms.ModelForm):
         version = cleaned.get(self._version.name)
         if version is not None and not self.instance._state.adding:
             setattr(self.instance, self._version.attname, version)
+            # Stale already? Say so with the other errors (the save checks it again).
+            instance = self.instance
+            current = (
+                type(instance)
+                ._base_manager.using(instance._state.db)
+                .filter(pk=instance.pk)
+                .values_list(self._version.attname, flat=True)
+                .first()
+            )
+            if current != version:
+                raise self._stale_error()
         return cleaned
+
+    def _stale_error(self) -> ValidationError:
+        model = self.instance._meta.verbose_name
+        return ValidationError(self.stale_message, code="stale", params={"model": model})
 
     def save(self, commit: bool = True) -> Any:
         try:
             return super().save(commit)
         except StaleObjectError:
-            model = self.instance._meta.verbose_name
-            error = ValidationError(self.stale_message, code="stale", params={"model": model})
-            self.add_error(None, error)
+            self.add_error(None, self._stale_error())
             raise
 
 
