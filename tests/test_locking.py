@@ -423,21 +423,32 @@ def test_a_new_object_through_the_form(alias):
     assert (created.title, created.version) == ("created", 1)
 
 
-def test_checked_saves_without_the_app_installed(tmp_path):
-    """Declaring the field is enough: a project without django_asyncdb in INSTALLED_APPS
-    (Django's own async ORM, in threads) gets checked saves too."""
+def _run_notes_project(folder):
+    """Add a ``notes`` app (a Note with a VersionField) to the project in ``folder``, run
+    its ``run.py`` in a Python process of its own and return the lines it printed."""
     import subprocess
     import sys
 
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "__init__.py").write_text("")
-    (tmp_path / "notes" / "models.py").write_text(
+    app = folder / "notes"
+    app.mkdir(exist_ok=True)
+    (app / "__init__.py").write_text("")
+    (app / "models.py").write_text(
         "from django.db import models\n"
         "from django_asyncdb.locking import VersionField\n\n\n"
         "class Note(models.Model):\n"
         "    title = models.CharField(max_length=20)\n"
         "    version = VersionField()\n"
     )
+    done = subprocess.run(
+        [sys.executable, "run.py"], cwd=folder, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_checked_saves_without_the_app_installed(tmp_path):
+    """Declaring the field is enough: a project without django_asyncdb in INSTALLED_APPS
+    (Django's own async ORM, in threads) gets checked saves too."""
     (tmp_path / "run.py").write_text(
         "import asyncio\n"
         "import django\n"
@@ -467,31 +478,15 @@ def test_checked_saves_without_the_app_installed(tmp_path):
         "asyncio.run(main())\n"
         "print(list(Note.objects.values_list('title', 'version')))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["sync: stale", "async: stale", "[('b', 3)]"]
+    assert _run_notes_project(tmp_path) == ["sync: stale", "async: stale", "[('b', 3)]"]
 
 
 def test_the_admin_with_a_versioned_form(tmp_path):
     """Django's admin, as a project sets it up (a ModelAdmin with a VersionedModelForm):
     the change page carries the version; a stale change is shown as a form error and
     written nowhere; a change from the reloaded page saves."""
-    import subprocess
-    import sys
-
-    app = tmp_path / "notes"
-    app.mkdir()
-    (app / "__init__.py").write_text("")
-    (app / "models.py").write_text(
-        "from django.db import models\n"
-        "from django_asyncdb.locking import VersionField\n\n\n"
-        "class Note(models.Model):\n"
-        "    title = models.CharField(max_length=20)\n"
-        "    version = VersionField()\n"
-    )
-    (app / "admin.py").write_text(
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "admin.py").write_text(
         "from django.contrib import admin\n"
         "from django_asyncdb.locking import VersionedModelForm\n"
         "from .models import Note\n\n\n"
@@ -551,11 +546,7 @@ def test_the_admin_with_a_versioned_form(tmp_path):
         "print(shown, fresh, saved.status_code)\n"
         "print(Note.objects.values_list('title', 'version').get())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    assert _run_notes_project(tmp_path) == [
         "200 True",
         "('theirs', 2)",
         "1 2 302",
