@@ -593,6 +593,43 @@ def test_connections_close_with_their_event_loop(alias):
     assert sessions == []
 
 
+def test_a_loop_closed_by_hand_while_sqlite_works_leaves_no_dead_thread():
+    """A loop closed by hand (no cancellation, no clean-up) while aiosqlite's thread runs
+    one of its statements: the thread can't answer that loop, and must neither die of
+    it (its sqlite3 connection would never be closed) nor print an error; the sweep of
+    closed loops then ends the thread and closes the connection."""
+    errors = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    workers_before = len(_worker_threads())
+    slow = SLOW_SQLITE.replace("30000000", "2000000")
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(fetch("default", slow))
+        loop.run_until_complete(asyncio.sleep(0.1))  # the statement is in the worker now
+        assert not task.done()
+        assert len(_worker_threads()) == workers_before + 1
+        task._log_destroy_pending = False  # left pending on purpose
+        loop.close()
+        deadline = time.monotonic() + 20
+        busy = [c for found in seam._pools.get(loop, {}).values() for c in found._connections]
+        assert len(busy) == 1
+        while busy[0]._in_worker and time.monotonic() < deadline:
+            time.sleep(0.02)  # the statement ends, and its answer finds the loop closed
+        time.sleep(0.1)
+        assert errors == []
+        assert len(_worker_threads()) == workers_before + 1  # alive, its connection open
+        seam.sweep_closed_loops()
+        while len(_worker_threads()) > workers_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(_worker_threads()) == workers_before
+        assert busy[0].raw._connection is None  # closed by the sweep
+    finally:
+        threading.excepthook = previous
+        task = None
+    assert errors == []
+
+
 # 8. Clean exit --------------------------------------------------------------------------
 
 EXIT_SCRIPT = """

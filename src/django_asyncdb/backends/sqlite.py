@@ -35,12 +35,13 @@ thread would give:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import sqlite3
 import threading
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import aiosqlite
@@ -160,6 +161,28 @@ def _features_with_limits(cls: type) -> type:
     return subclass
 
 
+class _Reply:
+    """How aiosqlite's thread answers a job of ours: on the job's loop, or not at all if
+    that loop closed while the job ran (a task cancelled with its loop: nobody waits).
+
+    aiosqlite answers through ``future.get_loop().call_soon_threadsafe(...)``; on a closed
+    loop that raises in its thread, which then dies without closing its sqlite3
+    connection (``RuntimeError: Event loop is closed``, then a ResourceWarning).
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+
+    def get_loop(self) -> _Reply:
+        return self
+
+    def call_soon_threadsafe(self, callback: Any, _reply: Any, value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            self.future.get_loop().call_soon_threadsafe(callback, self.future, value)
+
+
 class SqliteStream(base.Stream):
     """An sqlite3 cursor stepped with fetchmany in the worker thread: rows are produced
     lazily."""
@@ -209,8 +232,17 @@ class SqliteConnection(base.Connection):
 
     async def _trip(self, function: Any, *args: Any) -> Any:
         """Run ``function(*args)`` in aiosqlite's worker thread."""
+        raw = self.raw
+        queue = getattr(raw, "_tx", None)
+        if queue is None:  # another aiosqlite: its public way
+            self._in_worker += 1
+            return await raw._execute(self._counted, function, *args)
+        if not raw._running or not raw._connection:
+            raise ValueError("Connection closed")  # as aiosqlite's _execute says it
+        future = asyncio.get_running_loop().create_future()
         self._in_worker += 1
-        return await self.raw._execute(self._counted, function, *args)
+        queue.put_nowait((_Reply(future), partial(self._counted, function, *args)))
+        return await future
 
     def _counted(self, function: Any, *args: Any) -> Any:
         try:
