@@ -28,6 +28,7 @@ from django.db.models.fields.related_descriptors import (
     ReverseOneToOneDescriptor,
 )
 from django.db.models.query import QuerySet, RawQuerySet
+from django.db.models.sql.compiler import SQLInsertCompiler
 from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
@@ -36,6 +37,7 @@ from django.utils import deprecation as django_deprecation
 from . import (
     conf,
     hooks,
+    inserts,
     locking,
     models,
     query,
@@ -78,6 +80,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (Atomic, "__enter__", transaction.atomic_enter),
         (Atomic, "__exit__", transaction.atomic_exit),
         (Signal, "send", signals.send),
+        # Writes: the SQL of repeated one-object inserts, in the bridge.
+        (SQLInsertCompiler, "as_sql", inserts.as_sql),
         # Django's sync request hooks on the event loop, under django_asyncdb.asgi only.
         (SyncToAsync, "__call__", hooks.sync_to_async_call),
         (Signal, "asend", hooks.asend),
