@@ -12,7 +12,6 @@ import dataclasses
 import sqlite3
 import threading
 
-import aiosqlite
 import pytest
 from django.db import OperationalError, transaction
 from django.db.models import F
@@ -20,6 +19,7 @@ from django.db.models import F
 import django_asyncdb
 from conftest import SQLITE_PATH, arun
 from django_asyncdb import conf
+from django_asyncdb.backends.sqlite import SqliteConnection
 from testapp.models import Author, Counter, Team
 
 
@@ -27,13 +27,13 @@ from testapp.models import Author, Counter, Team
 def trips(schema, monkeypatch):
     """The number of trips to aiosqlite's worker thread, as a one-item list."""
     count = [0]
-    original = aiosqlite.Connection._execute
+    original = SqliteConnection._trip
 
-    async def counting(self, fn, *args, **kwargs):
+    async def counting(self, function, *args):
         count[0] += 1
-        return await original(self, fn, *args, **kwargs)
+        return await original(self, function, *args)
 
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    monkeypatch.setattr(SqliteConnection, "_trip", counting)
     return count
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import sqlite3
 import threading
 import time
@@ -51,6 +52,8 @@ from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 from ..connections import in_event_loop, thread_level
 from . import base
 from .base import Params, Result, Row
+
+logger = logging.getLogger("django_asyncdb.pool")
 
 
 @lru_cache(maxsize=2048)
@@ -441,38 +444,52 @@ class SqliteConnection(base.Connection):
         )
 
     async def close(self) -> None:
-        """Close the connection and stop its thread."""
+        """Close the connection and stop its thread. The work is queued at once and runs
+        even if this task or its loop ends first (then its answer is dropped)."""
         self.closed = True
-        if not self._stopped:
-            await self.raw.close()
-            self._stopped = True
-
-    def close_now(self) -> None:
-        """Close the sqlite3 connection and end aiosqlite's thread, expecting no reply.
-
-        aiosqlite's own stop() answers on a future of whatever loop is current, which in
-        a sweep may close before the thread answers; so queue the same work unanswered.
-        Also when a close() was under way: its loop may have ended mid-way.
-        """
         if self._stopped:
             return
-        self.closed = self._stopped = True
-        queue = getattr(self.raw, "_tx", None)
-        sentinel = getattr(aiosqlite.core, "_STOP_RUNNING_SENTINEL", None)
-        if queue is None or sentinel is None:  # another aiosqlite: its public way
-            self.raw.stop()
+        answer = asyncio.get_running_loop().create_future()
+        if not self._queue_close(answer):  # another aiosqlite: its public way
+            await self.raw.close()
+            self._stopped = True
             return
-        raw = self.raw
+        await answer
+
+    def close_now(self) -> None:
+        """Close the sqlite3 connection and end aiosqlite's thread, expecting no reply
+        (the loop is gone or ending: a sweep, the exit)."""
+        if self._stopped:
+            return
+        self.closed = True
         self.stop_now()  # a statement of a task that will never resume
+        if not self._queue_close(None):  # another aiosqlite: its public way
+            self.raw.stop()
+            self._stopped = True
+
+    def _queue_close(self, answer: asyncio.Future[Any] | None) -> bool:
+        """Queue closing the sqlite3 connection and ending aiosqlite's thread, as
+        aiosqlite's close() and stop() do, answered through :class:`_Reply` (or not at
+        all); False if this aiosqlite is not the one these internals are known from."""
+        raw = self.raw
+        queue = getattr(raw, "_tx", None)
+        sentinel = getattr(aiosqlite.core, "_STOP_RUNNING_SENTINEL", None)
+        if queue is None or sentinel is None:
+            return False
 
         def close_and_stop() -> object:
             connection, raw._connection = raw._connection, None
             if connection is not None:
-                connection.close()
+                try:
+                    connection.close()
+                except sqlite3.Error:  # the thread must end all the same
+                    logger.debug("error closing an SQLite connection", exc_info=True)
             return sentinel
 
+        self._stopped = True
         raw._running = False
-        queue.put_nowait((None, close_and_stop))
+        queue.put_nowait((None if answer is None else _Reply(answer), close_and_stop))
+        return True
 
 
 class Backend(base.Backend):
