@@ -30,10 +30,21 @@ BOUNCER_POOL_SIZE = 3
 DATABASE = "topology"
 
 
+_taken: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now and not handed out before in this process: the kernel may give
+    the same ephemeral port twice in a row, and two servers told to share one would
+    leave the second one's clients talking to the first (PgBouncer's clients to the
+    replica, read-only)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _taken:
+            _taken.add(port)
+            return port
 
 
 @dataclass
@@ -199,7 +210,7 @@ class Topology:
         deadline = time.monotonic() + 30
         while True:
             try:
-                self.sql("bouncer", "SELECT 1")
+                self._admin("SHOW VERSION")  # PgBouncer's own console: not another server
                 return
             except Exception:
                 if self.bouncer.poll() is not None or time.monotonic() > deadline:
