@@ -34,7 +34,7 @@ from django.db import models, router, transaction
 from django.db.models import F, Model, QuerySet
 from django.forms.models import ModelFormMetaclass
 
-from . import bridge
+from . import bridge, updates
 from .errors import NotSupportedYet, StaleObjectError
 
 __all__ = [
@@ -130,8 +130,16 @@ def do_update(
         or self._state.adding  # built by hand with a pk: Django's update-or-insert
         or field.model._meta.concrete_model is not base_qs.model._meta.concrete_model
     ):
-        return _original_do_update(
-            self, base_qs, using, pk_val, values, update_fields, forced_update, *rest
+        return updates.do_update(
+            _original_do_update,
+            self,
+            base_qs,
+            using,
+            pk_val,
+            values,
+            update_fields,
+            forced_update,
+            *rest,
         )
     if field.attname not in self.__dict__:
         raise ValueError(

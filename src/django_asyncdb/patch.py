@@ -28,7 +28,7 @@ from django.db.models.fields.related_descriptors import (
     ReverseOneToOneDescriptor,
 )
 from django.db.models.query import QuerySet, RawQuerySet
-from django.db.models.sql.compiler import SQLInsertCompiler
+from django.db.models.sql.compiler import SQLInsertCompiler, SQLUpdateCompiler
 from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
@@ -45,6 +45,7 @@ from . import (
     signals,
     testing,
     transaction,
+    updates,
     wrapper,
 )
 
@@ -82,6 +83,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (Signal, "send", signals.send),
         # Writes: the SQL of repeated one-object inserts, in the bridge.
         (SQLInsertCompiler, "as_sql", inserts.as_sql),
+        # ... and of repeated saves of loaded objects (Model._do_update, under locking's).
+        (SQLUpdateCompiler, "as_sql", updates.as_sql),
         # Django's sync request hooks on the event loop, under django_asyncdb.asgi only.
         (SyncToAsync, "__call__", hooks.sync_to_async_call),
         (Signal, "asend", hooks.asend),
