@@ -127,10 +127,11 @@ def test_repeated_saves_send_djangos_statements(alias, planned, cleanup, thread_
     arun(native)
     assert got == expected
     assert _state(alias, subject.pk) == expected_state
-    # Django compiled one statement per shape (all fields; the same with the mentor;
-    # update_fields=["age"]; all fields with a NULL mentor again is the first shape).
+    # Django compiled one statement per shape: fields and NULLs (all fields with no
+    # mentor, with one, update_fields=["age"]; no mentor again is the first shape).
+    # Django 5.2 writes NULL in the SQL, Django 6 sends it as a parameter.
     shapes = {(sql, tuple(p is None for p in params)) for sql, params in expected}
-    assert len(planned) == len({sql for sql, _ in shapes})
+    assert len(planned) == len(shapes)
     assert len(planned) < len(EDITS)
     assert thread_hops == []
 
@@ -162,7 +163,8 @@ def test_a_row_gone_behaves_as_in_django(alias, cleanup):
 
     got = scenario(native_save)
     assert got == expected
-    assert expected[2][0] == "error" and expected[2][1] == DatabaseError.__name__
+    # DatabaseError, or its subclass NotUpdated on Django 6.1
+    assert expected[2][0] == "error" and expected[2][1] in (DatabaseError.__name__, "NotUpdated")
 
 
 def test_direct_do_update_returns_what_djangos_returns(alias, cleanup):

@@ -63,7 +63,10 @@ def _eligible(compiler: SQLInsertCompiler) -> bool:
         or type(compiler.connection.ops).modify_insert_params is not _default_modify
     ):
         return False
-    return not any(hasattr(field, "get_placeholder") for field in query.fields)
+    return not any(
+        hasattr(field, "get_placeholder") or hasattr(field, "get_placeholder_sql")  # 6.1
+        for field in query.fields
+    )
 
 
 def as_sql(self: SQLInsertCompiler) -> list[tuple[str, Any]]:

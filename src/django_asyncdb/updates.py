@@ -55,6 +55,7 @@ class Update:
     lookup: type[Lookup]
     lhs: Any
     fragment: str
+    null_params: bool  # NULL sent as a parameter (Django 6), not written in the SQL (5.2)
 
 
 _learned: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Update | None]] = (
@@ -133,7 +134,7 @@ def do_update(
     where = None if shape is None else _key_params(shape, pk_val)
     if shape is None or where is None:
         return original(self, base_qs, using, pk_val, values, update_fields, forced_update, *rest)
-    params = [value for value in prepared if value is not None]
+    params = prepared if shape.null_params else [v for v in prepared if v is not None]
     params.extend(where)
     with wrapper.cursor() as cursor:  # Django's wrapper: logging, execute_wrappers, errors
         cursor.execute(shape.sql, params)
@@ -154,6 +155,7 @@ def _prepare(base_qs: QuerySet[Any], values: list[tuple[Any, Any, Any]]) -> list
         if (
             getattr(field, "generated", False)
             or hasattr(field, "get_placeholder")
+            or hasattr(field, "get_placeholder_sql")  # Django 6.1's name
             or hasattr(value, "resolve_expression")
             or hasattr(value, "prepare_database_save")
             or (model is not None and model is not base_qs.model)
@@ -218,8 +220,10 @@ def _learn(
         return None
     if again != fragment or list(again_params) != list(key_params):
         return None
-    expected = [value for value in prepared if value is not None] + list(key_params)
     got = list(params)
-    if len(got) != len(expected) or not all(map(_same, got, expected)):
-        return None
-    return Update(sql, compiler, type(child), child.lhs, fragment)
+    for null_params in (False, True):
+        values = prepared if null_params else [v for v in prepared if v is not None]
+        expected = [*values, *key_params]
+        if len(got) == len(expected) and all(map(_same, got, expected)):
+            return Update(sql, compiler, type(child), child.lhs, fragment, null_params)
+    return None
