@@ -28,7 +28,11 @@ from django.db.models.fields.related_descriptors import (
     ReverseOneToOneDescriptor,
 )
 from django.db.models.query import QuerySet, RawQuerySet
-from django.db.models.sql.compiler import SQLInsertCompiler, SQLUpdateCompiler
+from django.db.models.sql.compiler import (
+    SQLDeleteCompiler,
+    SQLInsertCompiler,
+    SQLUpdateCompiler,
+)
 from django.db.models.sql.query import Query
 from django.db.transaction import Atomic
 from django.dispatch import Signal
@@ -36,6 +40,7 @@ from django.utils import deprecation as django_deprecation
 
 from . import (
     conf,
+    deletes,
     hooks,
     inserts,
     locking,
@@ -85,6 +90,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (SQLInsertCompiler, "as_sql", inserts.as_sql),
         # ... and of repeated saves of loaded objects (Model._do_update, under locking's).
         (SQLUpdateCompiler, "as_sql", updates.as_sql),
+        # ... and of repeated deletes by primary key (QuerySet.adelete, learned natively).
+        (SQLDeleteCompiler, "as_sql", deletes.as_sql),
         # Django's sync request hooks on the event loop, under django_asyncdb.asgi only.
         (SyncToAsync, "__call__", hooks.sync_to_async_call),
         (Signal, "asend", hooks.asend),

@@ -28,7 +28,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.query import Query
 
-from . import bridge, shapes
+from . import bridge, deletes, shapes
 from . import connections as seam
 from .backends.base import Row
 from .errors import SyncCallInAsyncContext, async_twin_hint
@@ -256,6 +256,7 @@ METHODS = (
     {"aget": aget}
     | {f"a{name}": bridged(name) for name in _READS}
     | {f"a{name}": bridged(name, write=True) for name in _WRITES}
+    | {"adelete": deletes.native_adelete(bridged("delete", write=True))}
 )
 
 

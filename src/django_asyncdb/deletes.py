@@ -1,0 +1,222 @@
+"""DELETE statements learned from Django for repeated ``filter(pk=...).adelete()``.
+
+``await Model.objects.filter(pk=1).adelete()`` runs Django's ``QuerySet.delete()``:
+it clones the queryset, builds a deletion ``Collector``, which finds it can delete
+the rows with one statement (no signal receivers, no relation to follow), opens an
+atomic block, clones the query again into a ``DeleteQuery`` and compiles it. For a
+filter on the primary key alone, all of that writes the same SQL every time; only the
+value differs.
+
+The first delete of a shape (model, database, the key's lookup class) runs Django's
+own ``delete()`` in the bridge and this module keeps the ``DELETE`` Django compiled,
+with the compiler and the key's SQL fragment. Later deletes of the shape ask Django's
+``Collector.can_fast_delete`` whether Django would still delete with one statement
+(receivers can be connected at any time), compile the queryset's own key lookup with
+Django's compiler and check it gives the very fragment Django gave, then run the
+learned statement in an atomic block with ``savepoint=False``, as Django's collector
+does, natively and without the bridge. The result is Django's: the number of rows
+deleted and the count per model label (empty when nothing was deleted).
+
+Django's ``delete()`` runs instead for anything else: another filter or more than one,
+a join, ordering, slicing, ``values()``, a combined or annotated query, a custom
+QuerySet overriding the methods involved, receivers of ``pre_delete``/``post_delete``,
+relations to collect, ``IS NULL`` lookups, a fragment that differs (another length of
+``pk__in``), and an alias with execute wrappers. Django's sync ORM is unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import router, transaction
+from django.db.models.deletion import Collector
+from django.db.models.expressions import Col
+from django.db.models.lookups import IsNull, Lookup
+from django.db.models.query import QuerySet
+from django.db.models.sql.compiler import SQLDeleteCompiler
+from django.db.models.sql.datastructures import BaseTable
+from django.db.models.sql.query import Query
+from django.db.models.sql.where import AND
+
+from . import connections as seam
+
+__all__ = ["MAX_SHAPES", "as_sql", "native_adelete"]
+
+MAX_SHAPES = 1024
+_original_as_sql = SQLDeleteCompiler.as_sql
+# QuerySet methods delete() runs through; a subclass overriding one keeps Django's path.
+_DELETE_PATH = ("delete", "_raw_delete", "_chain", "_clone", "_not_support_combined_queries")
+# Query attributes filtering on the base table sets (compared on their own below).
+_FILTERED = frozenset(
+    {"where", "alias_refcount", "alias_map", "table_map", "used_aliases", "_lookup_joins"}
+)
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """A learned DELETE by primary key of one model, alias and lookup class."""
+
+    sql: str
+    compiler: SQLDeleteCompiler  # Django's compiler that wrote it (compiles the lookup)
+    fragment: str
+
+
+_learned: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Delete | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_fresh: dict[type, dict[str, Any]] = {}
+_plain_classes: dict[type, bool] = {}
+# While Django's delete() runs to learn a shape: the DELETE statements it compiled.
+_capture: ContextVar[list[tuple[SQLDeleteCompiler, str, Any]] | None] = ContextVar(
+    "django_asyncdb_delete_capture", default=None
+)
+
+
+def as_sql(self: SQLDeleteCompiler) -> tuple[str, Any]:
+    """SQLDeleteCompiler.as_sql: Django's, recorded while a shape is being learned."""
+    result = _original_as_sql(self)
+    captured = _capture.get()
+    if captured is not None:
+        captured.append((self, *result))
+    return result
+
+
+@contextmanager
+def _capturing() -> Any:
+    captured: list[tuple[SQLDeleteCompiler, str, Any]] = []
+    token = _capture.set(captured)
+    try:
+        yield captured
+    finally:
+        _capture.reset(token)
+
+
+def _shapes(wrapper: Any) -> dict[tuple[Any, ...], Delete | None]:
+    found = _learned.get(wrapper)
+    if found is None:
+        found = _learned[wrapper] = {}
+    elif len(found) >= MAX_SHAPES:
+        found.clear()
+    return found
+
+
+def _plain_class(cls: type) -> bool:
+    plain = _plain_classes.get(cls)
+    if plain is None:
+        plain = _plain_classes[cls] = all(
+            getattr(cls, name) is getattr(QuerySet, name) for name in _DELETE_PATH
+        )
+    return plain
+
+
+def _key_lookup(queryset: QuerySet[Any]) -> Lookup | None:
+    """The queryset's one lookup on the primary key, if that is all that sets it apart
+    from ``Query(model)``: no join, no other filter, no ordering, nothing else."""
+    if (
+        queryset._fields is not None
+        or queryset._deferred_filter is not None
+        or not _plain_class(type(queryset))
+    ):
+        return None
+    query = queryset._query
+    if type(query) is not Query:
+        return None
+    model = query.model
+    meta = model._meta
+    table = meta.db_table
+    alias_map = query.alias_map
+    if len(alias_map) != 1 or type(alias_map.get(table)) is not BaseTable:
+        return None
+    where = query.where
+    if where.connector != AND or where.negated or len(where.children) != 1:
+        return None
+    lookup = where.children[0]
+    if not isinstance(lookup, Lookup) or isinstance(lookup, IsNull):
+        return None
+    lhs = lookup.lhs
+    if type(lhs) is not Col or lhs.target is not meta.pk or lhs.alias != table:
+        return None
+    fresh = _fresh.get(model)
+    if fresh is None:
+        fresh = _fresh[model] = dict(Query(model).__dict__)
+    for name, value in query.__dict__.items():
+        if name in _FILTERED:
+            continue
+        expected = fresh.get(name, _MISSING)
+        if expected is _MISSING:
+            if name in ("base_table", "_annotation_select_cache", "_extra_select_cache"):
+                continue  # caches of values derived from those compared
+            expected = getattr(Query, name, _MISSING)
+        if value is not expected and value != expected:
+            return None
+    return lookup
+
+
+def _learn(captured: list[tuple[SQLDeleteCompiler, str, Any]], lookup: Lookup) -> Delete | None:
+    """Keep Django's statement if it was one DELETE whose only parameters are the key
+    lookup's, and the compiler (a backend's subclass included) writes it again."""
+    if len(captured) != 1:
+        return None
+    compiler, sql, params = captured[0]
+    try:
+        fragment, lookup_params = compiler.compile(lookup)
+        again_sql, again_params = compiler.as_sql()
+    except Exception:
+        return None
+    if (
+        again_sql != sql
+        or list(again_params) != list(params)
+        or list(params) != list(lookup_params)
+        or fragment not in sql
+    ):
+        return None
+    return Delete(sql, compiler, fragment)
+
+
+def native_adelete(in_bridge: Callable[..., Any]) -> Callable[..., Any]:
+    """``QuerySet.adelete``: ``in_bridge`` (Django's ``delete()`` run in the bridge), with
+    the statement of repeated deletes by primary key learned (see the module's docstring)."""
+
+    @functools.wraps(in_bridge)
+    async def adelete(self: QuerySet[Any]) -> tuple[int, dict[str, int]]:
+        lookup = _key_lookup(self)
+        if lookup is None:
+            return await in_bridge(self)
+        model = self.model
+        alias = self._db or router.db_for_write(model, **self._hints)  # as delete()'s
+        if not seam.is_native(alias):
+            return await in_bridge(self)
+        wrapper = await seam.prepare(alias)
+        if wrapper.execute_wrappers:  # they wrap Django's cursor: its path runs them
+            return await in_bridge(self)
+        known = _shapes(wrapper)
+        key = (model, type(lookup))
+        if key not in known:
+            with _capturing() as captured:
+                try:
+                    return await in_bridge(self)
+                finally:
+                    if captured:  # (none: Django found the filter matches nothing)
+                        known[key] = _learn(captured, lookup)
+        shape = known[key]
+        if shape is None or not Collector(using=alias, origin=self).can_fast_delete(self):
+            return await in_bridge(self)
+        try:
+            fragment, params = shape.compiler.compile(lookup)
+        except Exception:  # EmptyResultSet, or a value Django rejects: its path handles it
+            return await in_bridge(self)
+        if fragment != shape.fragment:
+            return await in_bridge(self)
+        async with transaction.atomic(using=alias, savepoint=False):
+            count = (await seam.run(alias, shape.sql, params, wrapper=wrapper)).rowcount
+        self._result_cache = None
+        return (count, {model._meta.label: count}) if count else (0, {})
+
+    return adelete

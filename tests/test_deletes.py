@@ -1,0 +1,282 @@
+"""Deletes by primary key with learned DELETE statements (django_asyncdb.deletes): the
+same statements, results, rows, signals and errors as Django's own delete(), delete
+after delete, with Django's collector and compilation skipped once a shape is known."""
+
+import asyncio
+import re
+
+import pytest
+from django.db import IntegrityError, connections, transaction
+from django.db.models.signals import post_delete, pre_delete
+from django.test.utils import CaptureQueriesContext
+
+from conftest import ALIASES, ERRORS, arun
+from django_asyncdb import bridge, deletes
+from django_asyncdb import connections as seam
+from test_faults import assert_server_clean
+from test_read_differential import aoutcome, outcome
+from testapp.models import Counter, Person, Team, Ticket
+
+PREFIX = "deletes-"
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """How often Django compiled a DELETE of Counter."""
+    count = []
+    original = deletes._original_as_sql
+
+    def counting(self):
+        if self.query.model is Counter:
+            count.append(1)
+        return original(self)
+
+    monkeypatch.setattr(deletes, "_original_as_sql", counting)
+    return count
+
+
+@pytest.fixture
+def bridged(monkeypatch):
+    """The functions the bridge ran (Django's path)."""
+    calls = []
+    original = bridge.run
+
+    async def counting(func, *args, **kwargs):
+        calls.append(getattr(func, "__name__", func))
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(bridge, "run", counting)
+    return calls
+
+
+@pytest.fixture
+def cleanup(alias):
+    yield
+    Counter.objects.using(alias).filter(name__startswith=PREFIX).delete()
+    Person.objects.using(alias).filter(name__startswith=PREFIX).delete()
+    Team.objects.using(alias).filter(name__startswith=PREFIX).delete()
+
+
+def _rows(alias, count):
+    return [
+        Counter.objects.using(alias).create(name=f"{PREFIX}{n}", value=n).pk for n in range(count)
+    ]
+
+
+def _templates(sql):
+    """Logged statements with the rows' keys as KEY (the two runs delete rows of their own)."""
+    key = r'("id"|`id`) (=|>=|IN) (\(?)[0-9, ]+'
+    return [re.sub(key, r"\1 \2 \3KEY", query["sql"]) for query in sql]
+
+
+# Each scenario deletes through ``delete(queryset)`` with the keys of 6 fresh rows.
+SCENARIOS = {
+    "by pk": lambda qs, keys: [qs.filter(pk=k) for k in keys[:3]],
+    "by id, a row gone": lambda qs, keys: [qs.filter(id=keys[0]), qs.filter(id=keys[0])],
+    "by pk as a string": lambda qs, keys: [qs.filter(pk=str(k)) for k in keys[:2]],
+    "pk__in, two lengths": lambda qs, keys: [
+        qs.filter(pk__in=keys[:2]),
+        qs.filter(pk__in=keys[2:4]),
+        qs.filter(pk__in=keys[4:5]),
+    ],
+    "pk__in empty": lambda qs, keys: [qs.filter(pk__in=[]), qs.filter(pk__in=[])],
+    "pk__gte": lambda qs, keys: [qs.filter(pk__gte=keys[4]), qs.filter(pk__gte=keys[0])],
+    "another filter": lambda qs, keys: [qs.filter(pk=keys[0], value=0), qs.filter(value=1)],
+    "ordered, sliced, values": lambda qs, keys: [
+        qs.filter(pk=keys[0]).order_by("name"),
+        qs.filter(pk=keys[1])[:1],
+        qs.filter(pk=keys[1]).values("id"),
+        qs.filter(pk=keys[1]).exclude(pk=keys[2]),
+    ],
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_deletes_match_djangos(alias, scenario, cleanup, thread_hops):
+    """The same results, statements logged (BEGIN, DELETE, COMMIT) and rows left as
+    Django's delete(); no thread hop."""
+
+    def sync_run():
+        keys = _rows(alias, 6)
+        with CaptureQueriesContext(connections[alias]) as captured:
+            results = [
+                outcome(qs.delete) for qs in SCENARIOS[scenario](Counter.objects.using(alias), keys)
+            ]
+        left = sorted(Counter.objects.using(alias).filter(pk__in=keys).values_list("value"))
+        Counter.objects.using(alias).filter(pk__in=keys).delete()
+        return results, _templates(captured), left
+
+    expected = sync_run()
+
+    keys = _rows(alias, 6)
+
+    async def native():
+        with CaptureQueriesContext(connections[alias]) as captured:
+            results = [
+                await aoutcome(qs.adelete)
+                for qs in SCENARIOS[scenario](Counter.objects.using(alias), keys)
+            ]
+        left = [
+            v async for v in Counter.objects.using(alias).filter(pk__in=keys).values_list("value")
+        ]
+        await Counter.objects.using(alias).filter(pk__in=keys).adelete()
+        return results, _templates(captured), sorted(left)
+
+    assert arun(native) == expected
+    assert thread_hops == []
+
+
+def test_a_shape_is_learned_once_and_skips_djangos_path(alias, compiled, bridged, cleanup):
+    keys = _rows(alias, 5)
+
+    async def native():
+        results = [await Counter.objects.using(alias).filter(pk=keys[0]).adelete()]
+        learned = len(compiled)
+        results += [await Counter.objects.using(alias).filter(pk=k).adelete() for k in keys[1:]]
+        return results, learned
+
+    results, learned = arun(native)
+    assert results == [(1, {"testapp.Counter": 1})] * 5
+    assert learned and len(compiled) == learned  # Django compiled the first delete only
+    assert bridged == ["delete"]  # ... and ran the first one only
+    assert not Counter.objects.using(alias).filter(pk__in=keys).exists()
+
+
+def test_djangos_sync_delete_is_untouched(alias, compiled, cleanup):
+    for key in _rows(alias, 3):
+        assert Counter.objects.using(alias).filter(pk=key).delete() == (1, {"testapp.Counter": 1})
+    assert len(compiled) == 3
+
+
+def test_receivers_and_cascades_take_djangos_path(alias, cleanup):
+    """A pre_delete/post_delete receiver connected after the shape was learned is called as
+    in Django; a model with relations to collect deletes them as Django does."""
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append((kwargs["signal"] is pre_delete, instance.name))
+
+    def scenario(delete):
+        keys = _rows(alias, 3)
+        results = [delete(Counter.objects.using(alias).filter(pk=keys[0]))]
+        pre_delete.connect(receiver, sender=Counter)
+        post_delete.connect(receiver, sender=Counter)
+        try:
+            results.append(delete(Counter.objects.using(alias).filter(pk=keys[1])))
+        finally:
+            pre_delete.disconnect(receiver, sender=Counter)
+            post_delete.disconnect(receiver, sender=Counter)
+        results.append(delete(Counter.objects.using(alias).filter(pk=keys[2])))
+        team = Team.objects.using(alias).create(name=f"{PREFIX}team")
+        person = Person.objects.using(alias).create(name=f"{PREFIX}p", team=team)
+        results.append(delete(Person.objects.using(alias).filter(pk=person.pk)))
+        results.append(delete(Team.objects.using(alias).filter(pk=team.pk)))
+        results.append(seen[:])
+        seen.clear()
+        return results
+
+    expected = scenario(lambda qs: outcome(qs.delete))
+
+    def native_delete(qs):
+        async def main():
+            return await aoutcome(qs.adelete)
+
+        return arun(main)
+
+    got = scenario(native_delete)
+    assert got == expected
+    assert expected[-1] == [(True, f"{PREFIX}1"), (False, f"{PREFIX}1")]
+
+
+def test_protected_rows_and_errors_match_django(alias, cleanup):
+    """PROTECT: Django's collector raises, every time, and the row stays."""
+
+    def scenario(delete):
+        team = Team.objects.using(alias).create(name=f"{PREFIX}protect")
+        person = Person.objects.using(alias).create(name=f"{PREFIX}owner", team=team)
+        Ticket.objects.using(alias).create(owner=person, title="t")
+        # The message names the Ticket (its key differs between the runs).
+        results = [delete(Person.objects.using(alias).filter(pk=person.pk))[:2] for _ in range(2)]
+        Ticket.objects.using(alias).filter(owner=person).delete()
+        results.append(delete(Person.objects.using(alias).filter(pk=person.pk)))
+        team.delete()
+        return results
+
+    expected = scenario(lambda qs: outcome(qs.delete))
+
+    def native_delete(qs):
+        async def main():
+            return await aoutcome(qs.adelete)
+
+        return arun(main)
+
+    assert scenario(native_delete) == expected
+    assert expected[0][1] == "ProtectedError"
+
+
+def test_a_learned_delete_joins_the_users_block(alias, cleanup):
+    """Inside the user's atomic block (savepoint=False, as Django's collector): rolled
+    back with it, and an error after it leaves the row in place."""
+    keys = _rows(alias, 3)
+
+    async def main():
+        await Counter.objects.using(alias).filter(pk=keys[0]).adelete()  # learned
+        with pytest.raises(IntegrityError):
+            async with transaction.atomic(using=alias):
+                assert await Counter.objects.using(alias).filter(pk=keys[1]).adelete() == (
+                    1,
+                    {"testapp.Counter": 1},
+                )
+                await Team.objects.using(alias).acreate(name=f"{PREFIX}dup")
+                await Team.objects.using(alias).acreate(name=f"{PREFIX}dup")
+        async with transaction.atomic(using=alias):
+            await Counter.objects.using(alias).filter(pk=keys[2]).adelete()
+        await assert_server_clean(alias, seam.pool(alias))
+        return sorted([k async for k in Counter.objects.using(alias).values_list("pk", flat=True)])
+
+    left = arun(main)
+    assert keys[0] not in left and keys[1] in left and keys[2] not in left
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "mariadb"])
+def test_a_cancelled_learned_delete_leaves_the_row_and_no_transaction(vendor, cleanup_all):
+    """A delete waiting for a row lock, cancelled: the row stays, no connection is left in
+    a transaction or running, and the next delete of the shape works."""
+    if vendor not in ALIASES:
+        pytest.skip(f"{vendor} not reachable: {ERRORS[vendor]}")
+    keys = _rows(vendor, 3)
+    objects = Counter.objects.using(vendor)
+
+    async def main():
+        await objects.filter(pk=keys[0]).adelete()  # learned
+        locked, release = asyncio.Event(), asyncio.Event()
+
+        async def holder():
+            async with transaction.atomic(using=vendor):
+                await objects.select_for_update().filter(pk=keys[1]).aget()
+                locked.set()
+                await release.wait()
+
+        holding = asyncio.create_task(holder())
+        await locked.wait()
+        deleting = asyncio.create_task(objects.filter(pk=keys[1]).adelete())
+        await asyncio.sleep(0.3)
+        assert not deleting.done()
+        deleting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await deleting
+        release.set()
+        await holding
+        await assert_server_clean(vendor, seam.pool(vendor))
+        present = await objects.filter(pk=keys[1]).aexists()
+        result = await objects.filter(pk=keys[1]).adelete()
+        return present, result
+
+    assert arun(main) == (True, (1, {"testapp.Counter": 1}))
+
+
+@pytest.fixture
+def cleanup_all():
+    yield
+    for alias in ALIASES:
+        Counter.objects.using(alias).filter(name__startswith=PREFIX).delete()
