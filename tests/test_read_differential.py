@@ -277,3 +277,30 @@ def test_async_for_and_aiterator_match_sync(alias, name, thread_hops):
     assert for_result == expected
     assert iterator_result == expected
     assert thread_hops == []
+
+
+@pytest.mark.parametrize("name", ["prefetch_m2m", "prefetch_nested", "prefetch_object_to_attr"])
+def test_prefetching_querysets_fetch_their_own_rows_natively(alias, name, monkeypatch):
+    """``async for`` over a queryset with prefetch_related: its own rows come from the
+    native read path; only Django's prefetching runs in the bridge (as _fetch_all runs it,
+    after the rows)."""
+    from django_asyncdb import bridge
+
+    ran = []
+    original = bridge.run
+
+    async def recording(func, *args, **kwargs):
+        ran.append(getattr(func, "__name__", func))
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(bridge, "run", recording)
+    expected = _sync(name, alias)
+
+    async def native():
+        async def evaluate():
+            return _normalize(name, alias, [obj async for obj in QUERYSETS[name](alias)])
+
+        return await aoutcome(evaluate)
+
+    assert arun(native) == expected
+    assert ran == ["_prefetch_related_objects"]

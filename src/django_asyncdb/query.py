@@ -143,10 +143,11 @@ async def _fetch_objects(queryset: QuerySet[Any]) -> list[Any]:
 
 async def afetch_all(queryset: QuerySet[Any]) -> None:
     """Fill the queryset's result cache natively (the async twin of ``_fetch_all``)."""
-    if queryset._prefetch_related_lookups and not queryset._prefetch_done:
-        await bridge.run(queryset._fetch_all)  # Django's prefetching, with native I/O
-    elif queryset._result_cache is None:
+    if queryset._result_cache is None:
         queryset._result_cache = await _fetch_objects(queryset)
+    if queryset._prefetch_related_lookups and not queryset._prefetch_done:
+        # Django's prefetching (as _fetch_all runs it after the rows), with native I/O.
+        await bridge.run(queryset._prefetch_related_objects)
 
 
 # QuerySet entry points -------------------------------------------------------------
