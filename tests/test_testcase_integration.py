@@ -70,3 +70,27 @@ class NativeQueriesInTestCase(TestCase):
             ):
                 await Author.objects.using(alias).aget(pk=3)
             self.assertIn(f"alias={alias}", logs.output[0])
+
+    async def test_g_learned_deletes_stay_inside_the_test(self):
+        """Deletes by pk (the second one on the learned statement) join the test's
+        transaction as Django's do: one DELETE each, no BEGIN or COMMIT of their own."""
+        for alias in ALIASES:
+            counters = Counter.objects.using(alias)
+            extra = await counters.acreate(name="deleted natively")
+            first = await counters.aget(name="from setUpTestData")
+            with self.assertNumQueries(1, using=alias):
+                self.assertEqual(
+                    await counters.filter(pk=extra.pk).adelete(), (1, {"testapp.Counter": 1})
+                )
+            with self.assertNumQueries(1, using=alias):
+                self.assertEqual(
+                    await counters.filter(pk=first.pk).adelete(), (1, {"testapp.Counter": 1})
+                )
+            self.assertEqual(await counters.acount(), 0)
+
+    def test_h_deletes_of_the_previous_test_were_rolled_back(self):
+        for alias in ALIASES:
+            self.assertEqual(
+                list(Counter.objects.using(alias).values_list("name", flat=True)),
+                ["from setUpTestData"],
+            )
