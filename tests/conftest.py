@@ -201,6 +201,15 @@ def pytest_unconfigure(config):
         os.remove(SQLITE_PATH)
 
 
+@pytest.fixture(autouse=True)
+def fresh_statements():
+    """Each test starts with no learned statement (they are kept per database, for the
+    whole process): its first use of a shape runs Django's path, as in a new process."""
+    from django_asyncdb import learned
+
+    learned.forget()
+
+
 @pytest.fixture(scope="session")
 def schema():
     """Create the tables on every alias and seed the shared read-only data."""

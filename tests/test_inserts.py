@@ -13,7 +13,7 @@ from django.db.models.functions import Upper
 from django.db.models.sql.compiler import SQLInsertCompiler
 
 from conftest import arun
-from django_asyncdb import inserts
+from django_asyncdb import inserts, learned
 from test_read_differential import aoutcome, outcome
 from testapp.models import Author, Stamp, Team
 
@@ -227,13 +227,13 @@ def test_sync_inserts_keep_djangos_path(alias, statements, cleanup):
     assert djangos == [Team, Team, Team]
 
 
-def test_shapes_are_learned_per_connection(alias, cleanup):
+def test_shapes_are_learned_per_database(alias, cleanup):
     async def native():
         await Team.objects.using(alias).acreate(name=f"{PREFIX}w")
-        return inserts._learned.get(connections[alias])
+        return learned.store("insert", connections[alias])
 
-    learned = arun(native)
-    assert learned
-    (sql, _returning), *_ = (entry for entry in learned.values() if entry is not None)
+    store = arun(native)
+    assert store
+    (sql, _returning), *_ = (entry for entry in store.values() if entry is not None)
     quoted = connections[alias].ops.quote_name(Team._meta.db_table)
     assert sql.startswith(f"INSERT INTO {quoted}")

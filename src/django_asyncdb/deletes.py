@@ -27,7 +27,6 @@ relations to collect, ``IS NULL`` lookups, a fragment that differs (another leng
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -45,10 +44,10 @@ from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND
 
 from . import connections as seam
+from . import learned
 
-__all__ = ["MAX_SHAPES", "as_sql", "native_adelete"]
+__all__ = ["as_sql", "native_adelete"]
 
-MAX_SHAPES = 1024
 _original_as_sql = SQLDeleteCompiler.as_sql
 # QuerySet methods delete() runs through; a subclass overriding one keeps Django's path.
 _DELETE_PATH = ("delete", "_raw_delete", "_chain", "_clone", "_not_support_combined_queries")
@@ -68,9 +67,6 @@ class Delete:
     fragment: str
 
 
-_learned: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Delete | None]] = (
-    weakref.WeakKeyDictionary()
-)
 _fresh: dict[type, dict[str, Any]] = {}
 _plain_classes: dict[type, bool] = {}
 # While Django's delete() runs to learn a shape: the DELETE statements it compiled.
@@ -96,15 +92,6 @@ def _capturing() -> Any:
         yield captured
     finally:
         _capture.reset(token)
-
-
-def _shapes(wrapper: Any) -> dict[tuple[Any, ...], Delete | None]:
-    found = _learned.get(wrapper)
-    if found is None:
-        found = _learned[wrapper] = {}
-    elif len(found) >= MAX_SHAPES:
-        found.clear()
-    return found
 
 
 def _plain_class(cls: type) -> bool:
@@ -196,7 +183,7 @@ def native_adelete(in_bridge: Callable[..., Any]) -> Callable[..., Any]:
         wrapper = await seam.prepare(alias)
         if wrapper.execute_wrappers:  # they wrap Django's cursor: its path runs them
             return await in_bridge(self)
-        known = _shapes(wrapper)
+        known = learned.store("delete", wrapper)
         key = (model, type(lookup))
         if key not in known:
             with _capturing() as captured:
@@ -209,7 +196,7 @@ def native_adelete(in_bridge: Callable[..., Any]) -> Callable[..., Any]:
         if shape is None or not Collector(using=alias, origin=self).can_fast_delete(self):
             return await in_bridge(self)
         try:
-            fragment, params = shape.compiler.compile(lookup)
+            fragment, params = learned.bound(shape.compiler, wrapper).compile(lookup)
         except Exception:  # EmptyResultSet, or a value Django rejects: its path handles it
             return await in_bridge(self)
         if fragment != shape.fragment:

@@ -23,35 +23,19 @@ changes.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models.sql.compiler import SQLInsertCompiler
 
-from . import bridge
+from . import bridge, learned
 
-__all__ = ["MAX_SHAPES", "as_sql"]
+__all__ = ["as_sql"]
 
-MAX_SHAPES = 1024
 _original = SQLInsertCompiler.as_sql
 _default_modify = BaseDatabaseOperations.modify_insert_params
 _NO_RETURNING_PARAMS = object()  # as_sql did not set returning_params
 _MISSING = object()
-
-# Django connection wrapper -> shape key -> (sql, returning_params) or None (not cacheable).
-_learned: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[str, Any] | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _shapes(wrapper: Any) -> dict[tuple[Any, ...], tuple[str, Any] | None]:
-    found = _learned.get(wrapper)
-    if found is None:
-        found = _learned[wrapper] = {}
-    elif len(found) >= MAX_SHAPES:
-        found.clear()
-    return found
 
 
 def _eligible(compiler: SQLInsertCompiler) -> bool:
@@ -91,7 +75,7 @@ def as_sql(self: SQLInsertCompiler) -> list[tuple[str, Any]]:
         return _replay(self, saved, prepared)
     returning = self.returning_fields
     key = (type(self), query.model, tuple(fields), tuple(returning or ()), query.raw)
-    shapes = _shapes(self.connection)
+    shapes = learned.store("insert", self.connection)
     if key not in shapes:
         return _learn(self, shapes, key, saved, prepared)
     entry = shapes[key]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -28,7 +27,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.query import Query
 
-from . import bridge, deletes, shapes
+from . import bridge, deletes, learned, reads, shapes
 from . import connections as seam
 from .backends.base import Row
 from .errors import SyncCallInAsyncContext, async_twin_hint
@@ -132,10 +131,30 @@ async def _compile(queryset: QuerySet[Any]) -> tuple[SQLCompiler, str, Any] | No
 
 
 async def _fetch_objects(queryset: QuerySet[Any]) -> list[Any]:
+    # A shape seen before runs the SQL Django wrote for it (reads.py), unless a get()
+    # is learning its own shape from this evaluation (shapes.py records Django's).
+    found = None if shapes.learning() else reads.key_of(queryset)
+    known = None
+    if found is not None:
+        key, lookups = found
+        alias = key[1]
+        wrapper = await seam.prepare(alias)
+        known = reads.shapes_of(wrapper)
+        if key in known:
+            shape = known[key]
+            known = None  # (nothing to learn)
+            if shape is not None:
+                compiler = learned.bound(shape.compiler, wrapper)
+                params = reads.params_of(shape, lookups, compiler)
+                if params is not None:
+                    rows = await seam.fetchall(alias, shape.sql, params, wrapper)
+                    return _materialize(queryset, compiler, _trim(compiler, rows))
     compiled = await _compile(queryset)
     if compiled is None:
         return []
     compiler, sql, params = compiled
+    if known is not None and found is not None:
+        known[found[0]] = reads.learn(compiler, sql, params, found[1])
     shapes.record(compiler, sql, params)
     rows = await seam.fetchall(queryset.db, sql, params, compiler.connection)
     return _materialize(queryset, compiler, _trim(compiler, rows))
@@ -234,15 +253,16 @@ async def aget(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
     known = shapes.shapes_of(wrapper)
     if key in known:
         shape = known[key]
-        params = None if shape is None else shapes.lookup_params(shape, items)
-        if shape is not None and params is not None:
-            rows = await seam.fetchall(alias, shape.sql, params, wrapper)
-            if len(rows) == 1:  # otherwise Django's get() raises its own error
-                compiler = copy.copy(shape.compiler)
-                found = _materialize(self, compiler, _trim(compiler, rows))
-                if self._prefetch_related_lookups:  # as Django's get() does, natively
-                    await aprefetch_related_objects(found, *self._prefetch_related_lookups)
-                return found[0]
+        if shape is not None:
+            compiler = learned.bound(shape.compiler, wrapper)
+            params = shapes.lookup_params(shape, items, compiler)
+            if params is not None:
+                rows = await seam.fetchall(alias, shape.sql, params, wrapper)
+                if len(rows) == 1:  # otherwise Django's get() raises its own error
+                    found = _materialize(self, compiler, _trim(compiler, rows))
+                    if self._prefetch_related_lookups:  # as Django's get() does, natively
+                        await aprefetch_related_objects(found, *self._prefetch_related_lookups)
+                    return found[0]
         return await bridge.run(self.get, **kwargs)
     with shapes.capturing() as captured:
         try:

@@ -28,7 +28,6 @@ import copy
 import datetime
 import decimal
 import uuid
-import weakref
 from collections.abc import Generator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -41,7 +40,18 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND
 
-__all__ = ["Shape", "capturing", "learn", "lookup_params", "record", "shape_key", "shapes_of"]
+from . import learned
+
+__all__ = [
+    "Shape",
+    "capturing",
+    "learn",
+    "learning",
+    "lookup_params",
+    "record",
+    "shape_key",
+    "shapes_of",
+]
 
 # Exact value types a cached shape accepts (subclasses, None and expressions do not).
 SCALARS = frozenset(
@@ -70,7 +80,6 @@ _GET_PATH = (
     "_fetch_all",
     "query",
 )
-MAX_SHAPES = 1024
 # Query attributes that cache values derived from others (which are compared).
 _DERIVED = frozenset({"base_table", "_annotation_select_cache", "_extra_select_cache"})
 _MISSING = object()
@@ -85,11 +94,6 @@ class Shape:
     lookups: tuple[tuple[type[Lookup], Any, str], ...]  # (class, lhs, SQL fragment)
 
 
-# Per Django connection wrapper (one per thread and alias, replaced when DATABASES
-# changes): shape key -> Shape, or None for a key that can't be cached.
-_shapes: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Shape | None]] = (
-    weakref.WeakKeyDictionary()
-)
 _fresh: dict[type, dict[str, Any]] = {}
 _plain_classes: dict[type, bool] = {}
 
@@ -171,19 +175,17 @@ def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[An
 
 
 def shapes_of(wrapper: Any) -> dict[tuple[Any, ...], Shape | None]:
-    """The shapes learned on one Django wrapper (bounded: emptied when full)."""
-    found = _shapes.get(wrapper)
-    if found is None:
-        found = _shapes[wrapper] = {}
-    elif len(found) >= MAX_SHAPES:
-        found.clear()
-    return found
+    """The get() shapes learned for ``wrapper``'s database (see :mod:`.learned`)."""
+    return learned.store("get", wrapper)
 
 
-def lookup_params(shape: Shape, items: list[tuple[str, Any]]) -> list[Any] | None:
+def lookup_params(
+    shape: Shape, items: list[tuple[str, Any]], compiler: SQLCompiler | None = None
+) -> list[Any] | None:
     """The statement's parameters for these values, or None if Django would write
-    other SQL for them (or refuse them: Django's path then raises its own error)."""
-    compiler = shape.compiler
+    other SQL for them (or refuse them: Django's path then raises its own error).
+    ``compiler``: the shape's, bound to the caller's wrapper (:func:`.learned.bound`)."""
+    compiler = compiler or shape.compiler
     params: list[Any] = []
     try:
         for (lookup_class, lhs, fragment), (_, value) in zip(shape.lookups, items, strict=True):
@@ -208,6 +210,12 @@ def capturing() -> Generator[list[tuple[SQLCompiler, str, Any]], None, None]:
         yield captured
     finally:
         _capture.reset(token)
+
+
+def learning() -> bool:
+    """True while a get() learns its shape and has not seen its statement yet."""
+    captured = _capture.get()
+    return captured is not None and not captured
 
 
 def record(compiler: SQLCompiler, sql: str, params: Any) -> None:

@@ -24,7 +24,6 @@ changes.
 
 from __future__ import annotations
 
-import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -37,11 +36,10 @@ from django.db.models.query import QuerySet
 from django.db.models.sql.compiler import SQLUpdateCompiler
 from django.db.models.sql.where import AND
 
-from . import bridge, shapes
+from . import bridge, learned, shapes
 
-__all__ = ["MAX_SHAPES", "as_sql", "do_update"]
+__all__ = ["as_sql", "do_update"]
 
-MAX_SHAPES = 1024
 _original_as_sql = SQLUpdateCompiler.as_sql
 _NOTHING = object()
 
@@ -58,9 +56,6 @@ class Update:
     null_params: bool  # NULL sent as a parameter (Django 6), not written in the SQL (5.2)
 
 
-_learned: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Update | None]] = (
-    weakref.WeakKeyDictionary()
-)
 # While Django's _do_update runs to learn a shape: the UPDATE statements it compiled.
 _capture: ContextVar[list[tuple[SQLUpdateCompiler, str, Any]] | None] = ContextVar(
     "django_asyncdb_update_capture", default=None
@@ -84,15 +79,6 @@ def _capturing() -> Any:
         yield captured
     finally:
         _capture.reset(token)
-
-
-def _shapes(wrapper: Any) -> dict[tuple[Any, ...], Update | None]:
-    found = _learned.get(wrapper)
-    if found is None:
-        found = _learned[wrapper] = {}
-    elif len(found) >= MAX_SHAPES:
-        found.clear()
-    return found
 
 
 def do_update(
@@ -122,7 +108,7 @@ def do_update(
         return original(self, base_qs, using, pk_val, values, update_fields, forced_update, *rest)
     key = (*base_key, tuple(field for field, _, _ in values), tuple(v is None for v in prepared))
     wrapper = connections[base_qs.db]
-    known = _shapes(wrapper)
+    known = learned.store("update", wrapper)
     if key not in known:
         with _capturing() as captured:
             result = original(
@@ -131,7 +117,7 @@ def do_update(
         known[key] = _learn(captured, pk_val, prepared)
         return result
     shape = known[key]
-    where = None if shape is None else _key_params(shape, pk_val)
+    where = None if shape is None else _key_params(shape, pk_val, wrapper)
     if shape is None or where is None:
         return original(self, base_qs, using, pk_val, values, update_fields, forced_update, *rest)
     params = prepared if shape.null_params else [v for v in prepared if v is not None]
@@ -168,14 +154,14 @@ def _prepare(base_qs: QuerySet[Any], values: list[tuple[Any, Any, Any]]) -> list
     return prepared
 
 
-def _key_params(shape: Update, pk_val: Any) -> list[Any] | None:
+def _key_params(shape: Update, pk_val: Any, wrapper: Any) -> list[Any] | None:
     """The key lookup's parameters for this value, or None if Django would write
     another fragment for it (or refuse it: Django's path then raises its own error)."""
     try:
         lookup = shape.lookup(shape.lhs, pk_val)
         if lookup.rhs is None:
             return None
-        sql, params = shape.compiler.compile(lookup)
+        sql, params = learned.bound(shape.compiler, wrapper).compile(lookup)
     except Exception:
         return None
     return list(params) if sql == shape.fragment else None

@@ -1,0 +1,190 @@
+"""SELECT statements learned from Django for repeated queryset shapes.
+
+Evaluating ``Account.objects.select_for_update().filter(pk__in=keys).order_by("pk")``
+natively (``async for``, and the reads Django's own methods make in the bridge) spends a
+large part of its CPU time in Django's compiler, which writes the same SQL every time
+for the same shape: only the values of the filters differ. As :mod:`~django_asyncdb.shapes`
+does for ``get()``, the first evaluation of a shape compiles with Django and this module
+keeps the SQL, the compiler (select list, converters) and each filter's SQL fragment.
+Later evaluations of the shape compile only their own filters, with Django's compiler,
+and use the statement if every filter gives the very fragment Django gave; rows go
+through Django's own iterable, as on the compiled path.
+
+A shape is the model, the database, each filter's lookup class and field, the ordering
+(field names), ``select_related()``, the slice and ``select_for_update()``'s options. A
+queryset is eligible only if nothing else sets it apart from ``Model.objects.all()``:
+filters ANDed on the model's own table (no join, no ``IS NULL``, no negation), model
+instances as results (a related manager's queryset included); no annotation,
+``values()``, ``extra()``, ``defer()``, distinct, grouping, combination, custom ``Query``
+class. A ``select_for_update()`` outside a
+transaction takes Django's path, which refuses it. Anything else, and any filter whose
+fragment differs (another length of ``pk__in``) or that Django refuses, compiles as
+before. A statement is kept only if its parameters are exactly its filters', in order.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models.expressions import Col
+from django.db.models.lookups import IsNull, Lookup
+from django.db.models.query import ModelIterable, QuerySet
+from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.datastructures import BaseTable
+from django.db.models.sql.query import Query
+from django.db.models.sql.where import AND
+
+from . import learned
+from .shapes import _frozen
+
+__all__ = ["Read", "key_of", "learn", "params_of", "shapes_of"]
+
+# Query attributes that filtering on the model's own table sets (the filters are
+# compared on their own).
+_FILTERED = frozenset(
+    {"where", "alias_refcount", "alias_map", "table_map", "used_aliases", "_lookup_joins"}
+)
+# Query attributes that are part of the shape (each changes the SQL as a whole).
+_VARIANT = (
+    "order_by",
+    "default_ordering",
+    "standard_ordering",
+    "select_related",
+    "low_mark",
+    "high_mark",
+    "select_for_update",
+    "select_for_update_nowait",
+    "select_for_update_skip_locked",
+    "select_for_update_of",
+    "select_for_no_key_update",
+)
+_VARIANT_SET = frozenset(_VARIANT)
+# Query attributes that cache values derived from others (which are compared).
+_DERIVED = frozenset({"base_table", "_annotation_select_cache", "_extra_select_cache"})
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A compiled SELECT of one queryset shape."""
+
+    sql: str
+    compiler: SQLCompiler
+    fragments: tuple[str, ...]  # each filter's SQL, in the WHERE's order
+    for_update: bool
+
+
+_fresh: dict[type, dict[str, Any]] = {}
+
+
+def shapes_of(wrapper: Any) -> dict[tuple[Any, ...], Read | None]:
+    """The read shapes learned for ``wrapper``'s database (see :mod:`.learned`)."""
+    return learned.store("read", wrapper)
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    """An ordering or ``of=`` given as field names only, or None."""
+    if not all(type(name) is str for name in value):
+        return None
+    return tuple(value)
+
+
+def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | None:
+    """The shape of ``queryset``'s SELECT and its filters, or None if it isn't eligible."""
+    if queryset._iterable_class is not ModelIterable or queryset._fields is not None:
+        return None
+    query = queryset.query  # (applies a related manager's deferred filter)
+    if type(query) is not Query:
+        return None
+    model = query.model
+    table = model._meta.db_table
+    alias_map = query.alias_map
+    if alias_map and type(alias_map.get(table)) is not BaseTable:
+        return None
+    # Joins a filter made and trimmed (a related manager's): not in the SQL, but kept as
+    # part of the shape (select_related may reuse their aliases).
+    trimmed = tuple(alias for alias in alias_map if alias != table)
+    refcount = query.alias_refcount
+    if any(refcount.get(alias) for alias in trimmed):
+        return None
+    where = query.where
+    if where.connector != AND or where.negated:
+        return None
+    lookups = where.children
+    signature = []
+    for lookup in lookups:
+        if not isinstance(lookup, Lookup) or isinstance(lookup, IsNull):
+            return None
+        lhs = lookup.lhs
+        if type(lhs) is not Col or lhs.alias != table:
+            return None
+        signature.append((type(lookup), lhs.target))
+    fresh = _fresh.get(model)
+    if fresh is None:
+        fresh = _fresh[model] = dict(Query(model).__dict__)
+    for name, value in query.__dict__.items():
+        if name in _FILTERED or name in _VARIANT_SET:
+            continue
+        expected = fresh.get(name, _MISSING)
+        if expected is _MISSING:
+            if name in _DERIVED:
+                continue
+            expected = getattr(Query, name, _MISSING)
+        if value is not expected and value != expected:
+            return None
+    order_by = _names(query.order_by)
+    of = _names(query.select_for_update_of)
+    if order_by is None or of is None:
+        return None
+    variant = (
+        order_by,
+        query.default_ordering,
+        query.standard_ordering,
+        _frozen(query.select_related),
+        query.low_mark,
+        query.high_mark,
+        query.select_for_update,
+        query.select_for_update_nowait,
+        query.select_for_update_skip_locked,
+        of,
+        query.select_for_no_key_update,
+    )
+    return (model, queryset.db, tuple(signature), trimmed, variant), list(lookups)
+
+
+def learn(compiler: SQLCompiler, sql: str, params: Any, lookups: list[Lookup]) -> Read | None:
+    """Keep what Django compiled if its parameters are exactly the filters', in order."""
+    fragments = []
+    all_params: list[Any] = []
+    try:
+        for lookup in lookups:
+            fragment, lookup_params = compiler.compile(lookup)
+            if fragment not in sql:
+                return None
+            fragments.append(fragment)
+            all_params.extend(lookup_params)
+    except Exception:
+        return None
+    if list(params) != all_params:
+        return None
+    return Read(sql, copy.copy(compiler), tuple(fragments), bool(compiler.query.select_for_update))
+
+
+def params_of(shape: Read, lookups: list[Lookup], compiler: SQLCompiler) -> list[Any] | None:
+    """The statement's parameters for these filters, or None where Django's compiler
+    must run (another SQL, a value it refuses, select_for_update outside a transaction).
+    ``compiler``: the shape's, bound to the caller's wrapper (:func:`.learned.bound`)."""
+    if shape.for_update and compiler.connection.get_autocommit():
+        return None
+    params: list[Any] = []
+    try:
+        for lookup, fragment in zip(lookups, shape.fragments, strict=True):
+            sql, lookup_params = compiler.compile(lookup)
+            if sql != fragment:
+                return None
+            params.extend(lookup_params)
+    except Exception:  # EmptyResultSet, FullResultSet, a value Django rejects: its path
+        return None
+    return params

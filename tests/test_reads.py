@@ -1,0 +1,161 @@
+"""Querysets evaluated with learned SELECT statements (django_asyncdb.reads): the same rows,
+objects, statements and errors as Django's compiled evaluation, evaluation after
+evaluation, with Django's compiler skipped once a shape is known."""
+
+import pytest
+from django.db import connections, transaction
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+
+from conftest import ALIASES, ERRORS, arun
+from django_asyncdb import learned, query, reads
+from snapshot import snapshot
+from test_read_differential import aoutcome, outcome
+from testapp.models import Author, Book
+
+# name -> (queryset for a value, the values, one after another)
+SHAPES = {
+    "pk__in": (lambda a, v: Author.objects.using(a).filter(pk__in=v), [[1, 2], [3, 4], [5], []]),
+    "pk as text": (lambda a, v: Author.objects.using(a).filter(pk=v), ["3", 4, "1"]),
+    "name": (
+        lambda a, v: Author.objects.using(a).filter(name=v),
+        ["Author 01", "nobody", "Author 02"],
+    ),
+    "gt, ordered, sliced": (
+        lambda a, v: Book.objects.using(a).filter(pages__gt=v).order_by("-pages", "id")[:3],
+        [100, 300, 100000, 0],
+    ),
+    "two filters": (
+        lambda a, v: Book.objects.using(a).filter(pages__gte=v, price__lt=100).order_by("id"),
+        [0, 200, 500],
+    ),
+    "select_related": (
+        lambda a, v: Book.objects.using(a).select_related("author", "publisher").filter(pk=v),
+        [1, 2, 3],
+    ),
+    "all, offset": (lambda a, v: Book.objects.using(a).order_by("id")[v : v + 2], [2, 4, 2, 4]),
+    # (the author's key: each run reads the authors before, outside the statements compared)
+    "related manager": (lambda a, author: author.books.order_by("id"), [1, 2, 3]),
+    "not eligible (join)": (
+        lambda a, v: Book.objects.using(a).filter(author__name=v).order_by("id"),
+        ["Author 01", "Author 02"],
+    ),
+}
+
+
+def _run(alias, name, evaluate):
+    make, values = SHAPES[name]
+    if name == "related manager":
+        values = [Author.objects.using(alias).get(pk=v) for v in values]
+    results = []
+    with CaptureQueriesContext(connections[alias]) as captured:
+        for value in values:
+            results.append(evaluate(make(alias, value)))
+    return results, [q["sql"] for q in captured if q["sql"].startswith("SELECT")]
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_learned_reads_match_djangos(alias, name, monkeypatch, thread_hops):
+    """Each value of a shape, one after another: the same objects (related ones too) and
+    the same statements as Django's compiled evaluation; Django compiles an eligible
+    shape once."""
+    expected = _run(alias, name, lambda qs: outcome(lambda: list(qs)))
+    compiled = []
+    original = query._compile
+
+    async def counting(queryset):
+        compiled.append(queryset.model)
+        return await original(queryset)
+
+    monkeypatch.setattr(query, "_compile", counting)
+
+    async def native():
+        make, values = SHAPES[name]
+        if name == "related manager":
+            values = [await Author.objects.using(alias).aget(pk=v) for v in values]
+        results = []
+        compiled.clear()
+        with CaptureQueriesContext(connections[alias]) as captured:
+            for value in values:
+                queryset = make(alias, value)
+                results.append(await aoutcome(lambda qs=queryset: _alist(qs)))
+        return results, [q["sql"] for q in captured if q["sql"].startswith("SELECT")]
+
+    got = arun(native)
+    assert got == expected
+    assert thread_hops == []
+    compiles = len(compiled)
+    if name == "not eligible (join)":
+        assert compiles == len(SHAPES[name][1])
+    elif name == "pk__in":  # each length of the list is its own statement; [] matches nothing
+        assert compiles <= 3
+    elif name == "all, offset":  # each slice is its own shape
+        assert compiles <= 2
+    else:
+        assert compiles <= 1  # (0: learned by an earlier test of this run)
+
+
+async def _alist(queryset):
+    return [obj async for obj in queryset]
+
+
+def test_related_objects_are_djangos(alias):
+    """Objects from a learned statement: select_related objects cached, field values and
+    types Django's (compared by snapshot), on the second evaluation of the shape."""
+
+    def make(pk):
+        return Book.objects.using(alias).select_related("author").filter(pk=pk)
+
+    expected = [snapshot([(b, b.author) for b in make(pk)]) for pk in (1, 2)]
+
+    async def native():
+        found = []
+        for pk in (1, 2):
+            books = [b async for b in make(pk)]
+            found.append(snapshot([(b, b.author) for b in books]))
+        return found
+
+    assert arun(native) == expected
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "mariadb"])
+def test_select_for_update_outside_a_transaction_is_refused_after_learning(vendor):
+    """Learned inside an atomic block, then evaluated outside one: Django's error, as
+    Django raises it every time."""
+    if vendor not in ALIASES:
+        pytest.skip(f"{vendor} not reachable: {ERRORS[vendor]}")
+
+    def make():
+        return Author.objects.using(vendor).select_for_update().filter(pk__in=[1, 2]).order_by("pk")
+
+    expected = outcome(lambda: list(make()))
+    assert expected[:2] == ("error", TransactionManagementError.__name__)
+
+    async def native():
+        results = []
+        async with transaction.atomic(using=vendor):
+            results.append(len(await _alist(make())))
+            results.append(len(await _alist(make())))  # learned
+        results.append(await aoutcome(lambda: _alist(make())))
+        return results
+
+    assert arun(native) == [2, 2, expected]
+
+
+def test_shapes_are_bounded(alias, monkeypatch):
+    monkeypatch.setattr(learned, "MAX_SHAPES", 3)
+
+    async def native():
+        await seam_prepare(alias)
+        for offset in range(8):  # each slice is its own shape
+            await _alist(Book.objects.using(alias).order_by("id")[offset : offset + 1])
+        wrapper = connections[alias]
+        return len(reads.shapes_of(wrapper))
+
+    assert arun(native) <= 3
+
+
+async def seam_prepare(alias):
+    from django_asyncdb import connections as seam
+
+    return await seam.prepare(alias)
