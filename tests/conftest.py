@@ -201,6 +201,22 @@ def pytest_unconfigure(config):
         os.remove(SQLITE_PATH)
 
 
+@pytest.fixture
+def bridge_runs(monkeypatch):
+    """The names of the functions django_asyncdb's bridge runs (Django's own code)."""
+    from django_asyncdb import bridge
+
+    ran = []
+    original = bridge.run
+
+    async def recording(func, *args, **kwargs):
+        ran.append(getattr(func, "__name__", func))
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(bridge, "run", recording)
+    return ran
+
+
 @pytest.fixture(autouse=True)
 def fresh_statements():
     """Each test starts with no learned statement (they are kept per database, for the

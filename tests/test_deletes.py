@@ -11,8 +11,8 @@ from django.db.models.signals import post_delete, pre_delete
 from django.test.utils import CaptureQueriesContext
 
 from conftest import ALIASES, ERRORS, arun
-from django_asyncdb import bridge, deletes
 from django_asyncdb import connections as seam
+from django_asyncdb import deletes
 from test_faults import assert_server_clean
 from test_read_differential import aoutcome, outcome
 from testapp.models import Counter, Person, Team, Ticket
@@ -36,25 +36,20 @@ def compiled(monkeypatch):
 
 
 @pytest.fixture
-def bridged(monkeypatch):
-    """The functions the bridge ran (Django's path)."""
-    calls = []
-    original = bridge.run
-
-    async def counting(func, *args, **kwargs):
-        calls.append(getattr(func, "__name__", func))
-        return await original(func, *args, **kwargs)
-
-    monkeypatch.setattr(bridge, "run", counting)
-    return calls
-
-
-@pytest.fixture
 def cleanup(alias):
     yield
     Counter.objects.using(alias).filter(name__startswith=PREFIX).delete()
     Person.objects.using(alias).filter(name__startswith=PREFIX).delete()
     Team.objects.using(alias).filter(name__startswith=PREFIX).delete()
+
+
+def _native_delete(queryset):
+    """``queryset.adelete()`` on an event loop of its own, as comparable data."""
+
+    async def main():
+        return await aoutcome(queryset.adelete)
+
+    return arun(main)
 
 
 def _rows(alias, count):
@@ -126,7 +121,7 @@ def test_deletes_match_djangos(alias, scenario, cleanup, thread_hops):
     assert thread_hops == []
 
 
-def test_a_shape_is_learned_once_and_skips_djangos_path(alias, compiled, bridged, cleanup):
+def test_a_shape_is_learned_once_and_skips_djangos_path(alias, compiled, bridge_runs, cleanup):
     keys = _rows(alias, 5)
 
     async def native():
@@ -138,7 +133,7 @@ def test_a_shape_is_learned_once_and_skips_djangos_path(alias, compiled, bridged
     results, learned = arun(native)
     assert results == [(1, {"testapp.Counter": 1})] * 5
     assert learned and len(compiled) == learned  # Django compiled the first delete only
-    assert bridged == ["delete"]  # ... and ran the first one only
+    assert bridge_runs == ["delete"]  # ... and ran the first one only
     assert not Counter.objects.using(alias).filter(pk__in=keys).exists()
 
 
@@ -177,13 +172,7 @@ def test_receivers_and_cascades_take_djangos_path(alias, cleanup):
 
     expected = scenario(lambda qs: outcome(qs.delete))
 
-    def native_delete(qs):
-        async def main():
-            return await aoutcome(qs.adelete)
-
-        return arun(main)
-
-    got = scenario(native_delete)
+    got = scenario(_native_delete)
     assert got == expected
     assert expected[-1] == [(True, f"{PREFIX}1"), (False, f"{PREFIX}1")]
 
@@ -204,13 +193,7 @@ def test_protected_rows_and_errors_match_django(alias, cleanup):
 
     expected = scenario(lambda qs: outcome(qs.delete))
 
-    def native_delete(qs):
-        async def main():
-            return await aoutcome(qs.adelete)
-
-        return arun(main)
-
-    assert scenario(native_delete) == expected
+    assert scenario(_native_delete) == expected
     assert expected[0][1] == "ProtectedError"
 
 

@@ -8,7 +8,6 @@ import gc
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from conftest import arun
-from django_asyncdb import bridge
 from django_asyncdb import connections as seam
 from testapp.models import Author, Counter
 
@@ -24,15 +23,8 @@ def _wrappers(alias):
     ]
 
 
-def test_requests_share_statements_and_drop_their_wrappers(alias, monkeypatch):
-    ran = []
-    original = bridge.run
-
-    async def recording(func, *args, **kwargs):
-        ran.append(getattr(func, "__name__", func))
-        return await original(func, *args, **kwargs)
-
-    monkeypatch.setattr(bridge, "run", recording)
+def test_requests_share_statements_and_drop_their_wrappers(alias, bridge_runs):
+    ran = bridge_runs
 
     async def request(n):
         token = seam.share_wrappers()  # as the package's ASGI handler does per request

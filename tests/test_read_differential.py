@@ -280,20 +280,10 @@ def test_async_for_and_aiterator_match_sync(alias, name, thread_hops):
 
 
 @pytest.mark.parametrize("name", ["prefetch_m2m", "prefetch_nested", "prefetch_object_to_attr"])
-def test_prefetching_querysets_fetch_their_own_rows_natively(alias, name, monkeypatch):
+def test_prefetching_querysets_fetch_their_own_rows_natively(alias, name, bridge_runs):
     """``async for`` over a queryset with prefetch_related: its own rows come from the
     native read path; only Django's prefetching runs in the bridge (as _fetch_all runs it,
     after the rows)."""
-    from django_asyncdb import bridge
-
-    ran = []
-    original = bridge.run
-
-    async def recording(func, *args, **kwargs):
-        ran.append(getattr(func, "__name__", func))
-        return await original(func, *args, **kwargs)
-
-    monkeypatch.setattr(bridge, "run", recording)
     expected = _sync(name, alias)
 
     async def native():
@@ -303,4 +293,4 @@ def test_prefetching_querysets_fetch_their_own_rows_natively(alias, name, monkey
         return await aoutcome(evaluate)
 
     assert arun(native) == expected
-    assert ran == ["_prefetch_related_objects"]
+    assert bridge_runs == ["_prefetch_related_objects"]

@@ -247,4 +247,4 @@ def test_sync_saves_keep_djangos_path(alias, planned, cleanup):
 
 def test_the_compiler_records_only_while_learning():
     assert SQLUpdateCompiler.as_sql is updates.as_sql
-    assert updates._capture.get() is None
+    assert updates._recorder._captured.get() is None

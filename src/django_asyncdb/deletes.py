@@ -28,20 +28,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import router, transaction
+from django.db import transaction
 from django.db.models.deletion import Collector
-from django.db.models.expressions import Col
-from django.db.models.lookups import IsNull, Lookup
+from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
 from django.db.models.sql.compiler import SQLDeleteCompiler
-from django.db.models.sql.datastructures import BaseTable
-from django.db.models.sql.query import Query
-from django.db.models.sql.where import AND
 
 from . import connections as seam
 from . import learned
@@ -51,11 +45,6 @@ __all__ = ["as_sql", "native_adelete"]
 _original_as_sql = SQLDeleteCompiler.as_sql
 # QuerySet methods delete() runs through; a subclass overriding one keeps Django's path.
 _DELETE_PATH = ("delete", "_raw_delete", "_chain", "_clone", "_not_support_combined_queries")
-# Query attributes filtering on the base table sets (compared on their own below).
-_FILTERED = frozenset(
-    {"where", "alias_refcount", "alias_map", "table_map", "used_aliases", "_lookup_joins"}
-)
-_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,40 +56,15 @@ class Delete:
     fragment: str
 
 
-_fresh: dict[type, dict[str, Any]] = {}
-_plain_classes: dict[type, bool] = {}
 # While Django's delete() runs to learn a shape: the DELETE statements it compiled.
-_capture: ContextVar[list[tuple[SQLDeleteCompiler, str, Any]] | None] = ContextVar(
-    "django_asyncdb_delete_capture", default=None
-)
+_recorder = learned.Recorder("django_asyncdb_delete_capture")
 
 
 def as_sql(self: SQLDeleteCompiler) -> tuple[str, Any]:
     """SQLDeleteCompiler.as_sql: Django's, recorded while a shape is being learned."""
     result = _original_as_sql(self)
-    captured = _capture.get()
-    if captured is not None:
-        captured.append((self, *result))
+    _recorder.record(self, result)
     return result
-
-
-@contextmanager
-def _capturing() -> Any:
-    captured: list[tuple[SQLDeleteCompiler, str, Any]] = []
-    token = _capture.set(captured)
-    try:
-        yield captured
-    finally:
-        _capture.reset(token)
-
-
-def _plain_class(cls: type) -> bool:
-    plain = _plain_classes.get(cls)
-    if plain is None:
-        plain = _plain_classes[cls] = all(
-            getattr(cls, name) is getattr(QuerySet, name) for name in _DELETE_PATH
-        )
-    return plain
 
 
 def _key_lookup(queryset: QuerySet[Any]) -> Lookup | None:
@@ -109,41 +73,19 @@ def _key_lookup(queryset: QuerySet[Any]) -> Lookup | None:
     if (
         queryset._fields is not None
         or queryset._deferred_filter is not None
-        or not _plain_class(type(queryset))
+        or not learned.plain_class(type(queryset), _DELETE_PATH)
     ):
         return None
     query = queryset._query
-    if type(query) is not Query:
+    if not learned.pristine(query, learned.FILTERED):
         return None
-    model = query.model
-    meta = model._meta
-    table = meta.db_table
-    alias_map = query.alias_map
-    if len(alias_map) != 1 or type(alias_map.get(table)) is not BaseTable:
+    found = learned.own_table_filters(query)
+    if found is None:
         return None
-    where = query.where
-    if where.connector != AND or where.negated or len(where.children) != 1:
+    lookups, trimmed = found
+    if trimmed or len(lookups) != 1 or lookups[0].lhs.target is not query.model._meta.pk:
         return None
-    lookup = where.children[0]
-    if not isinstance(lookup, Lookup) or isinstance(lookup, IsNull):
-        return None
-    lhs = lookup.lhs
-    if type(lhs) is not Col or lhs.target is not meta.pk or lhs.alias != table:
-        return None
-    fresh = _fresh.get(model)
-    if fresh is None:
-        fresh = _fresh[model] = dict(Query(model).__dict__)
-    for name, value in query.__dict__.items():
-        if name in _FILTERED:
-            continue
-        expected = fresh.get(name, _MISSING)
-        if expected is _MISSING:
-            if name in ("base_table", "_annotation_select_cache", "_extra_select_cache"):
-                continue  # caches of values derived from those compared
-            expected = getattr(Query, name, _MISSING)
-        if value is not expected and value != expected:
-            return None
-    return lookup
+    return lookups[0]
 
 
 def _learn(captured: list[tuple[SQLDeleteCompiler, str, Any]], lookup: Lookup) -> Delete | None:
@@ -167,9 +109,12 @@ def _learn(captured: list[tuple[SQLDeleteCompiler, str, Any]], lookup: Lookup) -
     return Delete(sql, compiler, fragment)
 
 
-def native_adelete(in_bridge: Callable[..., Any]) -> Callable[..., Any]:
+def native_adelete(
+    in_bridge: Callable[..., Any], alias_of: Callable[[QuerySet[Any], dict[str, Any]], str]
+) -> Callable[..., Any]:
     """``QuerySet.adelete``: ``in_bridge`` (Django's ``delete()`` run in the bridge), with
-    the statement of repeated deletes by primary key learned (see the module's docstring)."""
+    the statement of repeated deletes by primary key learned (see the module's docstring);
+    ``alias_of``: the database delete() writes to."""
 
     @functools.wraps(in_bridge)
     async def adelete(self: QuerySet[Any]) -> tuple[int, dict[str, int]]:
@@ -177,7 +122,7 @@ def native_adelete(in_bridge: Callable[..., Any]) -> Callable[..., Any]:
         if lookup is None:
             return await in_bridge(self)
         model = self.model
-        alias = self._db or router.db_for_write(model, **self._hints)  # as delete()'s
+        alias = alias_of(self, {})
         if not seam.is_native(alias):
             return await in_bridge(self)
         wrapper = await seam.prepare(alias)
@@ -186,7 +131,7 @@ def native_adelete(in_bridge: Callable[..., Any]) -> Callable[..., Any]:
         known = learned.store("delete", wrapper)
         key = (model, type(lookup))
         if key not in known:
-            with _capturing() as captured:
+            with _recorder.capturing() as captured:
                 try:
                     return await in_bridge(self)
                 finally:

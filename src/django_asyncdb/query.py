@@ -277,7 +277,7 @@ METHODS = (
     {"aget": aget}
     | {f"a{name}": bridged(name) for name in _READS}
     | {f"a{name}": bridged(name, write=True) for name in _WRITES}
-    | {"adelete": deletes.native_adelete(bridged("delete", write=True))}
+    | {"adelete": deletes.native_adelete(bridged("delete", write=True), _write_alias)}
 )
 
 

@@ -28,24 +28,15 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models.expressions import Col
-from django.db.models.lookups import IsNull, Lookup
+from django.db.models.lookups import Lookup
 from django.db.models.query import ModelIterable, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
-from django.db.models.sql.datastructures import BaseTable
-from django.db.models.sql.query import Query
-from django.db.models.sql.where import AND
 
 from . import learned
 from .shapes import _frozen
 
 __all__ = ["Read", "key_of", "learn", "params_of", "shapes_of"]
 
-# Query attributes that filtering on the model's own table sets (the filters are
-# compared on their own).
-_FILTERED = frozenset(
-    {"where", "alias_refcount", "alias_map", "table_map", "used_aliases", "_lookup_joins"}
-)
 # Query attributes that are part of the shape (each changes the SQL as a whole).
 _VARIANT = (
     "order_by",
@@ -60,10 +51,7 @@ _VARIANT = (
     "select_for_update_of",
     "select_for_no_key_update",
 )
-_VARIANT_SET = frozenset(_VARIANT)
-# Query attributes that cache values derived from others (which are compared).
-_DERIVED = frozenset({"base_table", "_annotation_select_cache", "_extra_select_cache"})
-_MISSING = object()
+_SKIPPED = learned.FILTERED | frozenset(_VARIANT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +62,6 @@ class Read:
     compiler: SQLCompiler
     fragments: tuple[str, ...]  # each filter's SQL, in the WHERE's order
     for_update: bool
-
-
-_fresh: dict[type, dict[str, Any]] = {}
 
 
 def shapes_of(wrapper: Any) -> dict[tuple[Any, ...], Read | None]:
@@ -96,44 +81,13 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
     if queryset._iterable_class is not ModelIterable or queryset._fields is not None:
         return None
     query = queryset.query  # (applies a related manager's deferred filter)
-    if type(query) is not Query:
+    if not learned.pristine(query, _SKIPPED):
         return None
-    model = query.model
-    table = model._meta.db_table
-    alias_map = query.alias_map
-    if alias_map and type(alias_map.get(table)) is not BaseTable:
+    found = learned.own_table_filters(query)
+    if found is None:
         return None
-    # Joins a filter made and trimmed (a related manager's): not in the SQL, but kept as
-    # part of the shape (select_related may reuse their aliases).
-    trimmed = tuple(alias for alias in alias_map if alias != table)
-    refcount = query.alias_refcount
-    if any(refcount.get(alias) for alias in trimmed):
-        return None
-    where = query.where
-    if where.connector != AND or where.negated:
-        return None
-    lookups = where.children
-    signature = []
-    for lookup in lookups:
-        if not isinstance(lookup, Lookup) or isinstance(lookup, IsNull):
-            return None
-        lhs = lookup.lhs
-        if type(lhs) is not Col or lhs.alias != table:
-            return None
-        signature.append((type(lookup), lhs.target))
-    fresh = _fresh.get(model)
-    if fresh is None:
-        fresh = _fresh[model] = dict(Query(model).__dict__)
-    for name, value in query.__dict__.items():
-        if name in _FILTERED or name in _VARIANT_SET:
-            continue
-        expected = fresh.get(name, _MISSING)
-        if expected is _MISSING:
-            if name in _DERIVED:
-                continue
-            expected = getattr(Query, name, _MISSING)
-        if value is not expected and value != expected:
-            return None
+    lookups, trimmed = found
+    signature = tuple((type(lookup), lookup.lhs.target) for lookup in lookups)
     order_by = _names(query.order_by)
     of = _names(query.select_for_update_of)
     if order_by is None or of is None:
@@ -151,7 +105,7 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
         of,
         query.select_for_no_key_update,
     )
-    return (model, queryset.db, tuple(signature), trimmed, variant), list(lookups)
+    return (query.model, queryset.db, signature, trimmed, variant), lookups
 
 
 def learn(compiler: SQLCompiler, sql: str, params: Any, lookups: list[Lookup]) -> Read | None:

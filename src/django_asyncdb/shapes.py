@@ -28,16 +28,13 @@ import copy
 import datetime
 import decimal
 import uuid
-from collections.abc import Generator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models.lookups import IsNull, Lookup
 from django.db.models.query import ModelIterable, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
-from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND
 
 from . import learned
@@ -68,6 +65,7 @@ SCALARS = frozenset(
     }
 )
 # QuerySet methods get() runs through; a subclass overriding one keeps Django's path.
+_SELECT_RELATED = frozenset({"select_related"})  # part of the key
 _GET_PATH = (
     "get",
     "filter",
@@ -80,9 +78,6 @@ _GET_PATH = (
     "_fetch_all",
     "query",
 )
-# Query attributes that cache values derived from others (which are compared).
-_DERIVED = frozenset({"base_table", "_annotation_select_cache", "_extra_select_cache"})
-_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +89,8 @@ class Shape:
     lookups: tuple[tuple[type[Lookup], Any, str], ...]  # (class, lhs, SQL fragment)
 
 
-_fresh: dict[type, dict[str, Any]] = {}
-_plain_classes: dict[type, bool] = {}
-
-# While Django's get() runs to learn a shape: the first (compiler, sql, params) run.
-_capture: ContextVar[list[tuple[SQLCompiler, str, Any]] | None] = ContextVar(
-    "django_asyncdb_capture", default=None
-)
-
-
-def _plain_class(cls: type) -> bool:
-    plain = _plain_classes.get(cls)
-    if plain is None:
-        plain = _plain_classes[cls] = all(
-            getattr(cls, name) is getattr(QuerySet, name) for name in _GET_PATH
-        )
-    return plain
+# While Django's get() runs to learn a shape: the (compiler, sql, params) it compiled.
+_recorder = learned.Recorder("django_asyncdb_capture")
 
 
 def _frozen(tree: Any) -> Any:
@@ -117,29 +98,6 @@ def _frozen(tree: Any) -> Any:
     if isinstance(tree, dict):
         return tuple(sorted((name, _frozen(sub)) for name, sub in tree.items()))
     return tree
-
-
-def _pristine(query: Query) -> bool:
-    """True if ``query`` is in the state ``Query(model)`` makes, ``select_related`` aside
-    (it is part of the key): every attribute equal to a fresh query's, or to the class
-    default (chaining stores some defaults on the instance), caches of derived values
-    aside."""
-    if type(query) is not Query:
-        return False
-    fresh = _fresh.get(query.model)
-    if fresh is None:
-        fresh = _fresh[query.model] = dict(Query(query.model).__dict__)
-    for name, value in query.__dict__.items():
-        if name == "select_related":
-            continue
-        expected = fresh.get(name, _MISSING)
-        if expected is _MISSING:
-            if name in _DERIVED:
-                continue
-            expected = getattr(Query, name, _MISSING)
-        if value is not expected and value != expected:
-            return False
-    return True
 
 
 def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[Any, ...] | None:
@@ -154,8 +112,8 @@ def shape_key(queryset: QuerySet[Any], items: list[tuple[str, Any]]) -> tuple[An
         or queryset._deferred_filter is not None
         or queryset._sticky_filter
         or queryset._defer_next_filter
-        or not _plain_class(type(queryset))
-        or not _pristine(queryset._query)
+        or not learned.plain_class(type(queryset), _GET_PATH)
+        or not learned.pristine(queryset._query, _SELECT_RELATED)
     ):
         return None
     types = []
@@ -201,28 +159,19 @@ def lookup_params(
     return params
 
 
-@contextmanager
-def capturing() -> Generator[list[tuple[SQLCompiler, str, Any]], None, None]:
-    """Record the first statement a queryset evaluation compiles in this context."""
-    captured: list[tuple[SQLCompiler, str, Any]] = []
-    token = _capture.set(captured)
-    try:
-        yield captured
-    finally:
-        _capture.reset(token)
+def capturing() -> AbstractContextManager[list[tuple[SQLCompiler, str, Any]]]:
+    """Record the statements a queryset evaluation compiles in this context."""
+    return _recorder.capturing()
 
 
 def learning() -> bool:
     """True while a get() learns its shape and has not seen its statement yet."""
-    captured = _capture.get()
-    return captured is not None and not captured
+    return _recorder.learning()
 
 
 def record(compiler: SQLCompiler, sql: str, params: Any) -> None:
     """Called by the read path for each compiled queryset."""
-    captured = _capture.get()
-    if captured is not None and not captured:
-        captured.append((compiler, sql, params))
+    _recorder.record(compiler, (sql, params))
 
 
 def learn(

@@ -24,8 +24,6 @@ changes.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,28 +55,14 @@ class Update:
 
 
 # While Django's _do_update runs to learn a shape: the UPDATE statements it compiled.
-_capture: ContextVar[list[tuple[SQLUpdateCompiler, str, Any]] | None] = ContextVar(
-    "django_asyncdb_update_capture", default=None
-)
+_recorder = learned.Recorder("django_asyncdb_update_capture")
 
 
 def as_sql(self: SQLUpdateCompiler) -> tuple[str, Any]:
     """SQLUpdateCompiler.as_sql: Django's, recorded while a shape is being learned."""
     result = _original_as_sql(self)
-    captured = _capture.get()
-    if captured is not None:
-        captured.append((self, *result))
+    _recorder.record(self, result)
     return result
-
-
-@contextmanager
-def _capturing() -> Any:
-    captured: list[tuple[SQLUpdateCompiler, str, Any]] = []
-    token = _capture.set(captured)
-    try:
-        yield captured
-    finally:
-        _capture.reset(token)
 
 
 def do_update(
@@ -110,7 +94,7 @@ def do_update(
     wrapper = connections[base_qs.db]
     known = learned.store("update", wrapper)
     if key not in known:
-        with _capturing() as captured:
+        with _recorder.capturing() as captured:
             result = original(
                 self, base_qs, using, pk_val, values, update_fields, forced_update, *rest
             )
