@@ -2,6 +2,8 @@
 objects, statements and errors as Django's compiled evaluation, evaluation after
 evaluation, with Django's compiler skipped once a shape is known."""
 
+import itertools
+
 import pytest
 from django.db import connections, transaction
 from django.db.transaction import TransactionManagementError
@@ -34,13 +36,45 @@ SHAPES = {
         [1, 2, 3],
     ),
     "all, offset": (lambda a, v: Book.objects.using(a).order_by("id")[v : v + 2], [2, 4, 2, 4]),
+    # Offsets and limits, with and without each (a slice's numbers are in the SQL), and
+    # an empty slice (no query).
+    "slices": (
+        lambda a, v: Book.objects.using(a).filter(pages__gt=0).order_by("id")[v[0] : v[1]],
+        [(0, 3), (1, 3), (2, 5), (0, 2), (3, None), (1, None), (4, 4), (1, 2)],
+    ),
     # (the author's key: each run reads the authors before, outside the statements compared)
     "related manager": (lambda a, author: author.books.order_by("id"), [1, 2, 3]),
     "not eligible (join)": (
         lambda a, v: Book.objects.using(a).filter(author__name=v).order_by("id"),
         ["Author 01", "Author 02"],
     ),
+    "values()": (
+        lambda a, v: Book.objects.using(a).filter(pages__gt=v).order_by("id").values(),
+        [100, 300, 100000],
+    ),
+    "values_list()": (
+        lambda a, v: Book.objects.using(a).filter(pages__gt=v).order_by("id").values_list(),
+        [100, 300],
+    ),
+    # One filter, the forms and fields of values() alternating: each is its own shape.
+    "values forms": (
+        lambda a, v: _FORMS[v](Book.objects.using(a).filter(pages__gt=50).order_by("-id")),
+        [*range(7), *range(7)],
+    ),
+    "values of a join (not eligible)": (
+        lambda a, v: Book.objects.using(a).filter(pk__gt=v).order_by("id").values("author__name"),
+        [1, 2],
+    ),
 }
+_FORMS = [
+    lambda qs: qs.values("title", "author"),
+    lambda qs: qs.values("pages", "title"),
+    lambda qs: qs.values_list("title", "author"),
+    lambda qs: qs.values_list("title", flat=True),
+    lambda qs: qs.values_list("pages", "price", named=True),
+    lambda qs: qs.values("extra", "published", "price"),
+    lambda qs: qs.values_list("publisher", "pages"),
+]
 
 
 def _run(alias, name, evaluate):
@@ -85,12 +119,14 @@ def test_learned_reads_match_djangos(alias, name, monkeypatch, thread_hops):
     assert got == expected
     assert thread_hops == []
     compiles = len(compiled)
-    if name == "not eligible (join)":
+    if "not eligible" in name:
         assert compiles == len(SHAPES[name][1])
     elif name == "pk__in":  # each length of the list is its own statement; [] matches nothing
         assert compiles <= 3
-    elif name == "all, offset":  # each slice is its own shape
-        assert compiles <= 2
+    elif name == "slices":  # with or without an offset, a limit; the empty slice
+        assert compiles <= 4
+    elif name == "values forms":
+        assert compiles <= len(_FORMS)
     else:
         assert compiles <= 1  # (0: learned by an earlier test of this run)
 
@@ -142,13 +178,16 @@ def test_select_for_update_outside_a_transaction_is_refused_after_learning(vendo
     assert arun(native) == [2, 2, expected]
 
 
+FIELDS = ("title", "pages", "price", "published")
+
+
 def test_shapes_are_bounded(alias, monkeypatch):
     monkeypatch.setattr(learned, "MAX_SHAPES", 3)
 
     async def native():
         await seam_prepare(alias)
-        for offset in range(8):  # each slice is its own shape
-            await _alist(Book.objects.using(alias).order_by("id")[offset : offset + 1])
+        for fields in itertools.combinations(FIELDS, 2):  # each is its own shape
+            await _alist(Book.objects.using(alias).values_list(*fields))
         wrapper = connections[alias]
         return len(reads.shapes_of(wrapper))
 

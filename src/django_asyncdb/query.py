@@ -147,7 +147,8 @@ async def _fetch_objects(queryset: QuerySet[Any]) -> list[Any]:
                 compiler = learned.bound(shape.compiler, wrapper)
                 params = reads.params_of(shape, lookups, compiler)
                 if params is not None:
-                    rows = await seam.fetchall(alias, shape.sql, params, wrapper)
+                    sql = reads.sql_of(shape, queryset, wrapper)
+                    rows = await seam.fetchall(alias, sql, params, wrapper)
                     return _materialize(queryset, compiler, _trim(compiler, rows))
     compiled = await _compile(queryset)
     if compiled is None:

@@ -11,12 +11,17 @@ and use the statement if every filter gives the very fragment Django gave; rows 
 through Django's own iterable, as on the compiled path.
 
 A shape is the model, the database, each filter's lookup class and field, the ordering
-(field names), ``select_related()``, the slice and ``select_for_update()``'s options. A
+(field names), ``select_related()``, whether it has an offset and a limit, and
+``select_for_update()``'s options. Django writes a slice's numbers into the SQL
+(``LIMIT 20 OFFSET 40``): a statement learned with one slice is used for another of the
+shape with the clause the backend's ``limit_offset_sql()`` writes for it, put where
+Django put the first one's (kept only if that clause occurs once in the statement). A
 queryset is eligible only if nothing else sets it apart from ``Model.objects.all()``:
 filters ANDed on the model's own table (no join, no ``IS NULL``, no negation), model
-instances as results (a related manager's queryset included); no annotation,
-``values()``, ``extra()``, ``defer()``, distinct, grouping, combination, custom ``Query``
-class. A ``select_for_update()`` outside a
+instances as results (a related manager's queryset included) or ``values()`` /
+``values_list()`` of the model's own columns (the fields, the iterable class and the
+flat or named form are part of the shape); no annotation, ``extra()``, ``defer()``,
+distinct, grouping, combination, custom ``Query`` class. A ``select_for_update()`` outside a
 transaction takes Django's path, which refuses it. Anything else, and any filter whose
 fragment differs (another length of ``pk__in``) or that Django refuses, compiles as
 before. A statement is kept only if its parameters are exactly its filters', in order.
@@ -29,13 +34,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models.lookups import Lookup
-from django.db.models.query import ModelIterable, QuerySet
+from django.db.models.query import (
+    FlatValuesListIterable,
+    ModelIterable,
+    NamedValuesListIterable,
+    QuerySet,
+    ValuesIterable,
+    ValuesListIterable,
+)
 from django.db.models.sql.compiler import SQLCompiler
 
 from . import learned
 from .shapes import _frozen
 
-__all__ = ["Read", "key_of", "learn", "params_of", "shapes_of"]
+__all__ = ["Read", "key_of", "learn", "params_of", "shapes_of", "sql_of"]
 
 # Query attributes that are part of the shape (each changes the SQL as a whole).
 _VARIANT = (
@@ -44,7 +56,7 @@ _VARIANT = (
     "standard_ordering",
     "select_related",
     "low_mark",
-    "high_mark",
+    "high_mark",  # (the shape has whether each is set; the values go in the SQL)
     "select_for_update",
     "select_for_update_nowait",
     "select_for_update_skip_locked",
@@ -52,6 +64,22 @@ _VARIANT = (
     "select_for_no_key_update",
 )
 _SKIPPED = learned.FILTERED | frozenset(_VARIANT)
+# What values() / values_list() set: the columns follow from ``values_select`` (a
+# field that needs a join makes the query ineligible, see own_table_filters).
+_VALUES = frozenset(
+    {
+        "select",
+        "values_select",
+        "default_cols",
+        "selected",
+        "annotation_select_mask",
+        "extra_select_mask",
+    }
+)
+_SKIPPED_VALUES = _SKIPPED | _VALUES
+_VALUES_ITERABLES = frozenset(
+    {ValuesIterable, ValuesListIterable, FlatValuesListIterable, NamedValuesListIterable}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +88,8 @@ class Read:
 
     sql: str
     compiler: SQLCompiler
+    # The statement before and after Django's LIMIT/OFFSET clause, if it is sliced.
+    around_limits: tuple[str, str] | None
     fragments: tuple[str, ...]  # each filter's SQL, in the WHERE's order
     for_update: bool
 
@@ -78,10 +108,28 @@ def _names(value: Any) -> tuple[str, ...] | None:
 
 def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | None:
     """The shape of ``queryset``'s SELECT and its filters, or None if it isn't eligible."""
-    if queryset._iterable_class is not ModelIterable or queryset._fields is not None:
-        return None
+    iterable = queryset._iterable_class
     query = queryset.query  # (applies a related manager's deferred filter)
-    if not learned.pristine(query, _SKIPPED):
+    if iterable is ModelIterable and queryset._fields is None:
+        if not learned.pristine(query, _SKIPPED):
+            return None
+        values: tuple[Any, ...] | None = None
+    elif iterable in _VALUES_ITERABLES:
+        if (
+            not learned.pristine(query, _SKIPPED_VALUES)
+            or query.annotation_select_mask
+            or query.extra_select_mask
+        ):
+            return None
+        selected = getattr(query, "selected", None)  # (Django 5.2+)
+        values = (
+            iterable,
+            queryset._fields,
+            query.values_select,
+            query.default_cols,
+            None if selected is None else tuple(selected.items()),
+        )
+    else:
         return None
     found = learned.own_table_filters(query)
     if found is None:
@@ -97,13 +145,14 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
         query.default_ordering,
         query.standard_ordering,
         _frozen(query.select_related),
-        query.low_mark,
-        query.high_mark,
+        query.low_mark != 0,
+        query.high_mark is None,
         query.select_for_update,
         query.select_for_update_nowait,
         query.select_for_update_skip_locked,
         of,
         query.select_for_no_key_update,
+        values,
     )
     return (query.model, queryset.db, signature, trimmed, variant), lookups
 
@@ -123,7 +172,30 @@ def learn(compiler: SQLCompiler, sql: str, params: Any, lookups: list[Lookup]) -
         return None
     if list(params) != all_params:
         return None
-    return Read(sql, copy.copy(compiler), tuple(fragments), bool(compiler.query.select_for_update))
+    query = compiler.query
+    around_limits = None
+    if query.is_sliced:
+        limits = compiler.connection.ops.limit_offset_sql(query.low_mark, query.high_mark)
+        if not limits or sql.count(limits) != 1:
+            return None
+        before, _, after = sql.partition(limits)
+        around_limits = (before, after)
+    return Read(
+        sql,
+        copy.copy(compiler),
+        around_limits,
+        tuple(fragments),
+        bool(query.select_for_update),
+    )
+
+
+def sql_of(shape: Read, queryset: QuerySet[Any], wrapper: Any) -> str:
+    """The learned statement with ``queryset``'s slice."""
+    if shape.around_limits is None:
+        return shape.sql
+    before, after = shape.around_limits
+    query = queryset.query
+    return before + wrapper.ops.limit_offset_sql(query.low_mark, query.high_mark) + after
 
 
 def params_of(shape: Read, lookups: list[Lookup], compiler: SQLCompiler) -> list[Any] | None:
