@@ -302,3 +302,35 @@ def test_random_querysets_match_djangos(alias, monkeypatch, thread_hops):
         assert (got_first, got_second) == (want, want), spec
     assert thread_hops == []
     assert compiles < len(specs) // 2  # the second round mostly runs learned statements
+
+
+def test_random_gets_match_djangos(alias, thread_hops):
+    """aget() with random lookups, twice over (each shape learned once): the object, or
+    Django's DoesNotExist / MultipleObjectsReturned with its message, every time."""
+    rng = random.Random(4122026)
+    specs = []
+    for _ in range(100):
+        model = rng.choice([Book, Author])
+        lookups = dict(rng.choice(_FILTERS[model])(rng) for _ in range(rng.randrange(1, 3)))
+        if rng.random() < 0.3:
+            lookups = {"pk": rng.randrange(1, 45)}
+        specs.append((model, lookups, model is Book and rng.random() < 0.3))
+
+    def build(spec):
+        model, _, related = spec
+        queryset = model.objects.using(alias)
+        return queryset.select_related("author") if related else queryset.all()
+
+    expected = [outcome(lambda s=spec: build(s).get(**s[1])) for spec in specs]
+
+    async def native():
+        return [
+            [await aoutcome(lambda s=spec: build(s).aget(**s[1])) for spec in specs]
+            for _ in range(2)
+        ]
+
+    first, second = arun(native)
+    for spec, want, got_first, got_second in zip(specs, expected, first, second, strict=True):
+        assert (got_first, got_second) == (want, want), spec
+    assert {want[0] for want in expected} == {"ok", "error"}
+    assert thread_hops == []
