@@ -81,6 +81,20 @@ _FORMS = [
 ]
 
 
+@pytest.fixture
+def compiled(monkeypatch):
+    """The models of the querysets Django compiles (not run with a learned statement)."""
+    models = []
+    original = query._compile
+
+    async def counting(queryset):
+        models.append(queryset.model)
+        return await original(queryset)
+
+    monkeypatch.setattr(query, "_compile", counting)
+    return models
+
+
 def _run(alias, name, evaluate):
     make, values = SHAPES[name]
     if name == "related manager":
@@ -93,19 +107,11 @@ def _run(alias, name, evaluate):
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
-def test_learned_reads_match_djangos(alias, name, monkeypatch, thread_hops):
+def test_learned_reads_match_djangos(alias, name, compiled, thread_hops):
     """Each value of a shape, one after another: the same objects (related ones too) and
     the same statements as Django's compiled evaluation; Django compiles an eligible
     shape once."""
     expected = _run(alias, name, lambda qs: outcome(lambda: list(qs)))
-    compiled = []
-    original = query._compile
-
-    async def counting(queryset):
-        compiled.append(queryset.model)
-        return await original(queryset)
-
-    monkeypatch.setattr(query, "_compile", counting)
 
     async def native():
         make, values = SHAPES[name]
@@ -273,20 +279,12 @@ def _build(alias, spec):
     return queryset
 
 
-def test_random_querysets_match_djangos(alias, monkeypatch, thread_hops):
+def test_random_querysets_match_djangos(alias, compiled, thread_hops):
     """120 querysets drawn at random, evaluated natively twice over (each shape learned
     once, then reused with other values and slices): every result is Django's."""
     rng = random.Random(20261204)
     specs = [_random_spec(rng) for _ in range(120)]
     expected = [outcome(lambda s=spec: list(_build(alias, s))) for spec in specs]
-    compiled = []
-    original = query._compile
-
-    async def counting(queryset):
-        compiled.append(queryset.model)
-        return await original(queryset)
-
-    monkeypatch.setattr(query, "_compile", counting)
 
     async def native():
         rounds = []

@@ -12,19 +12,19 @@ through Django's own iterable, as on the compiled path.
 
 A shape is the model, the database, each filter's lookup class and field, the ordering
 (field names), ``select_related()``, whether it has an offset and a limit, and
-``select_for_update()``'s options. Django writes a slice's numbers into the SQL
-(``LIMIT 20 OFFSET 40``): a statement learned with one slice is used for another of the
-shape with the clause the backend's ``limit_offset_sql()`` writes for it, put where
-Django put the first one's (kept only if that clause occurs once in the statement). A
-queryset is eligible only if nothing else sets it apart from ``Model.objects.all()``:
-filters ANDed on the model's own table (no join, no ``IS NULL``, no negation), model
-instances as results (a related manager's queryset included) or ``values()`` /
-``values_list()`` of the model's own columns (the fields, the iterable class and the
-flat or named form are part of the shape); no annotation, ``extra()``, ``defer()``,
-distinct, grouping, combination, custom ``Query`` class. A ``select_for_update()`` outside a
-transaction takes Django's path, which refuses it. Anything else, and any filter whose
-fragment differs (another length of ``pk__in``) or that Django refuses, compiles as
-before. A statement is kept only if its parameters are exactly its filters', in order.
+``select_for_update()``'s options. Django writes a slice's numbers into the SQL (``LIMIT
+20 OFFSET 40``): a statement learned with one slice is used for another of the shape
+with the clause the backend's ``limit_offset_sql()`` writes for it, put where Django put
+the first one's (kept only if that clause occurs once in the statement). A queryset is
+eligible only if nothing else sets it apart from ``Model.objects.all()``: filters ANDed
+on the model's own table (no join, no ``IS NULL``, no negation), model instances as
+results (a related manager's queryset included) or ``values()`` / ``values_list()`` of
+the model's own columns (the fields are part of the shape); no annotation, ``extra()``,
+``defer()``, distinct, grouping, combination, custom ``Query`` class. A
+``select_for_update()`` outside a transaction takes Django's path, which refuses it.
+Anything else, and any filter whose fragment differs (another length of ``pk__in``) or
+that Django refuses, compiles as before. A statement is kept only if its parameters are
+exactly its filters', in order.
 """
 
 from __future__ import annotations
@@ -121,14 +121,9 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
             or query.extra_select_mask
         ):
             return None
-        selected = getattr(query, "selected", None)  # (Django 5.2+)
-        values = (
-            iterable,
-            queryset._fields,
-            query.values_select,
-            query.default_cols,
-            None if selected is None else tuple(selected.items()),
-        )
+        # (the iterable class and ``selected`` follow from these; the SQL doesn't
+        # depend on the class)
+        values = (queryset._fields, query.values_select, query.default_cols)
     else:
         return None
     found = learned.own_table_filters(query)
