@@ -65,11 +65,34 @@ SHAPES = {
         lambda a, v: _FORMS[v](Book.objects.using(a).filter(pages__gt=50).order_by("-id")),
         [*range(7), *range(7)],
     ),
+    "distinct": (
+        lambda a, v: (
+            Book.objects.using(a)
+            .filter(pages__gt=v)
+            .order_by("author")
+            .values_list("author", flat=True)
+            .distinct()
+        ),
+        [100, 300, 0],
+    ),
+    # The same queryset with and without distinct(), alternating: two shapes.
+    "distinct or not": (
+        lambda a, v: _distinct(
+            Book.objects.using(a).filter(pages__gt=0).order_by("author").values_list("author"), v
+        ),
+        [True, False, True, False],
+    ),
     "values of a join (not eligible)": (
         lambda a, v: Book.objects.using(a).filter(pk__gt=v).order_by("id").values("author__name"),
         [1, 2],
     ),
 }
+
+
+def _distinct(queryset, distinct):
+    return queryset.distinct() if distinct else queryset
+
+
 _FORMS = [
     lambda qs: qs.values("title", "author"),
     lambda qs: qs.values("pages", "title"),
@@ -137,6 +160,8 @@ def test_learned_reads_match_djangos(alias, name, compiled, thread_hops):
         assert compiles <= 4
     elif name == "values forms":
         assert compiles <= len(_FORMS)
+    elif name == "distinct or not":
+        assert compiles <= 2
     else:
         assert compiles <= 1  # (0: learned by an earlier test of this run)
 
@@ -256,11 +281,12 @@ def _random_spec(r):
     form = r.choice(["objects", "objects", "values", "values_list", "flat", "named"])
     fields = tuple(r.sample(_VALUE_FIELDS[model], r.randrange(1, 4)))
     related = model is Book and form == "objects" and r.random() < 0.3
-    return model, filters, ordering, window, form, fields, related
+    distinct = r.random() < 0.2
+    return model, filters, ordering, window, form, fields, related, distinct
 
 
 def _build(alias, spec):
-    model, filters, ordering, window, form, fields, related = spec
+    model, filters, ordering, window, form, fields, related, distinct = spec
     queryset = model.objects.using(alias).filter(**dict(filters))
     if ordering:
         queryset = queryset.order_by(*ordering)
@@ -274,6 +300,8 @@ def _build(alias, spec):
         queryset = queryset.values_list(fields[0], flat=True)
     elif form == "named":
         queryset = queryset.values_list(*fields, named=True)
+    if distinct:
+        queryset = queryset.distinct()
     if window is not None:
         queryset = queryset[window[0] : window[1]]
     return queryset

@@ -29,6 +29,7 @@ from django.db.models.fields.related_descriptors import (
 )
 from django.db.models.query import QuerySet, RawQuerySet
 from django.db.models.sql.compiler import (
+    SQLCompiler,
     SQLDeleteCompiler,
     SQLInsertCompiler,
     SQLUpdateCompiler,
@@ -40,6 +41,7 @@ from django.utils import deprecation as django_deprecation
 
 from . import (
     conf,
+    counts,
     deletes,
     hooks,
     inserts,
@@ -92,6 +94,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (SQLUpdateCompiler, "as_sql", updates.as_sql),
         # ... and of repeated deletes by primary key (QuerySet.adelete, learned natively).
         (SQLDeleteCompiler, "as_sql", deletes.as_sql),
+        # ... and the COUNT / EXISTS of repeated queryset shapes (acount, aexists).
+        (SQLCompiler, "as_sql", counts.as_sql),
         # Django's sync request hooks on the event loop, under django_asyncdb.asgi only.
         (SyncToAsync, "__call__", hooks.sync_to_async_call),
         (Signal, "asend", hooks.asend),

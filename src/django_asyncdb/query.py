@@ -27,7 +27,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE
 from django.db.models.sql.query import Query
 
-from . import bridge, deletes, learned, reads, shapes
+from . import bridge, counts, deletes, learned, reads, shapes
 from . import connections as seam
 from .backends.base import Row
 from .errors import SyncCallInAsyncContext, async_twin_hint
@@ -279,6 +279,7 @@ METHODS = (
     | {f"a{name}": bridged(name) for name in _READS}
     | {f"a{name}": bridged(name, write=True) for name in _WRITES}
     | {"adelete": deletes.native_adelete(bridged("delete", write=True), _write_alias)}
+    | {f"a{kind}": counts.native(kind, bridged(kind)) for kind in ("count", "exists")}
 )
 
 

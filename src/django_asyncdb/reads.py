@@ -11,20 +11,20 @@ and use the statement if every filter gives the very fragment Django gave; rows 
 through Django's own iterable, as on the compiled path.
 
 A shape is the model, the database, each filter's lookup class and field, the ordering
-(field names), ``select_related()``, whether it has an offset and a limit, and
-``select_for_update()``'s options. Django writes a slice's numbers into the SQL (``LIMIT
-20 OFFSET 40``): a statement learned with one slice is used for another of the shape
-with the clause the backend's ``limit_offset_sql()`` writes for it, put where Django put
-the first one's (kept only if that clause occurs once in the statement). A queryset is
-eligible only if nothing else sets it apart from ``Model.objects.all()``: filters ANDed
-on the model's own table (no join, no ``IS NULL``, no negation), model instances as
-results (a related manager's queryset included) or ``values()`` / ``values_list()`` of
-the model's own columns (the fields are part of the shape); no annotation, ``extra()``,
-``defer()``, distinct, grouping, combination, custom ``Query`` class. A
-``select_for_update()`` outside a transaction takes Django's path, which refuses it.
-Anything else, and any filter whose fragment differs (another length of ``pk__in``) or
-that Django refuses, compiles as before. A statement is kept only if its parameters are
-exactly its filters', in order.
+(field names), ``select_related()``, ``distinct()`` (and its field names), whether it
+has an offset and a limit, and ``select_for_update()``'s options. Django writes a
+slice's numbers into the SQL (``LIMIT 20 OFFSET 40``): a statement learned with one
+slice is used for another of the shape with the clause the backend's
+``limit_offset_sql()`` writes for it, put where Django put the first one's (kept only if
+that clause occurs once in the statement). A queryset is eligible only if nothing else
+sets it apart from ``Model.objects.all()``: filters ANDed on the model's own table (no
+join, no ``IS NULL``, no negation), model instances as results (a related manager's
+queryset included) or ``values()`` / ``values_list()`` of the model's own columns (the
+fields are part of the shape); no annotation, ``extra()``, ``defer()``, grouping,
+combination, custom ``Query`` class. A ``select_for_update()`` outside a transaction
+takes Django's path, which refuses it. Anything else, and any filter whose fragment
+differs (another length of ``pk__in``) or that Django refuses, compiles as before. A
+statement is kept only if its parameters are exactly its filters', in order.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ _VARIANT = (
     "select_for_update_skip_locked",
     "select_for_update_of",
     "select_for_no_key_update",
+    "distinct",
+    "distinct_fields",
 )
 _SKIPPED = learned.FILTERED | frozenset(_VARIANT)
 # What values() / values_list() set: the columns follow from ``values_select`` (a
@@ -133,7 +135,8 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
     signature = tuple((type(lookup), lookup.lhs.target) for lookup in lookups)
     order_by = _names(query.order_by)
     of = _names(query.select_for_update_of)
-    if order_by is None or of is None:
+    distinct_fields = _names(query.distinct_fields)
+    if order_by is None or of is None or distinct_fields is None:
         return None
     variant = (
         order_by,
@@ -147,6 +150,8 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
         query.select_for_update_skip_locked,
         of,
         query.select_for_no_key_update,
+        query.distinct,
+        distinct_fields,
         values,
     )
     return (query.model, queryset.db, signature, trimmed, variant), lookups
