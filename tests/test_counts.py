@@ -181,3 +181,40 @@ def test_related_manager_counts(alias):
 
     assert arun(native) == expected
     assert len(learned.store("count", connections[alias])) >= 1
+
+
+def test_async_paginator_pages_match_djangos(alias, djangos, thread_hops):
+    """Django 6's AsyncPaginator counts with acount() and lists a page with async for:
+    every page as Django's sync Paginator gives it, no thread hop, and Django's count()
+    runs once for the shape however many paginators count it."""
+    paginator_module = pytest.importorskip("django.core.paginator")
+    if not hasattr(paginator_module, "AsyncPaginator"):
+        pytest.skip("AsyncPaginator is new in Django 6.0")
+
+    def make(pages):
+        return Book.objects.using(alias).filter(pages__gt=pages).order_by("id")
+
+    expected = []
+    for pages in (100, 250):
+        paginator = paginator_module.Paginator(make(pages), 7)
+        expected.append(
+            (paginator.count, [[b.pk for b in paginator.page(n)] for n in paginator.page_range])
+        )
+
+    async def native():
+        djangos.clear()
+        got = []
+        for pages in (100, 250):
+            paginator = paginator_module.AsyncPaginator(make(pages), 7)
+            numbers = await paginator.apage_range()
+            listed = []
+            for number in numbers:
+                page = await paginator.apage(number)
+                listed.append([b.pk for b in await page.aget_object_list()])
+            got.append((await paginator.acount(), listed))
+        return got, len(djangos)
+
+    got, counted_by_django = arun(native)
+    assert got == expected
+    assert thread_hops == []
+    assert counted_by_django <= 1  # (0: the shape learned by an earlier test of this run)
