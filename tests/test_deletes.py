@@ -4,6 +4,7 @@ after delete, with Django's collector and compilation skipped once a shape is kn
 
 import asyncio
 import re
+import time
 
 import pytest
 from django.db import IntegrityError, connections, transaction
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from conftest import ALIASES, ERRORS, arun
 from django_asyncdb import connections as seam
 from django_asyncdb import deletes
-from test_faults import assert_server_clean
+from test_faults import assert_server_clean, server_sessions
 from test_read_differential import aoutcome, outcome
 from testapp.models import Counter, Person, Team, Ticket
 
@@ -263,3 +264,148 @@ def cleanup_all():
     yield
     for alias in ALIASES:
         Counter.objects.using(alias).filter(name__startswith=PREFIX).delete()
+
+
+# Model.adelete(): the instance's fast delete, learned --------------------------------
+
+
+def _receiver(seen):
+    def receiver(sender, instance, **kwargs):
+        seen.append((kwargs["signal"] is pre_delete, instance.name))
+
+    return receiver
+
+
+def _sync_instance_scenario(alias):
+    """Objects deleted one by one (the last a second copy of a row already deleted),
+    one with a receiver connected, then a model with relations to collect: results, the
+    key after each delete, statements logged, what is left."""
+    keys = _rows(alias, 4)
+    objects = [Counter.objects.using(alias).get(pk=k) for k in keys]
+    objects.insert(2, Counter.objects.using(alias).get(pk=keys[0]))
+    seen = []
+    receiver = _receiver(seen)
+    results = []
+    with CaptureQueriesContext(connections[alias]) as captured:
+        for n, obj in enumerate(objects):
+            if n == 3:
+                pre_delete.connect(receiver, sender=Counter)
+            try:
+                results.append((outcome(obj.delete), obj.pk))
+            finally:
+                pre_delete.disconnect(receiver, sender=Counter)
+    team = Team.objects.using(alias).create(name=f"{PREFIX}instance team")
+    person = Person.objects.using(alias).create(name=f"{PREFIX}member", team=team)
+    results.append((outcome(team.delete), team.pk))
+    gone = not Person.objects.using(alias).filter(pk=person.pk).exists()
+    left = Counter.objects.using(alias).filter(pk__in=keys).count()
+    return results, _templates(captured), gone, left, seen
+
+
+async def _native_instance_scenario(alias):
+    """The same, with adelete()."""
+    objects_of = Counter.objects.using(alias)
+    keys = [(await objects_of.acreate(name=f"{PREFIX}{n}", value=n)).pk for n in range(4)]
+    objects = [await objects_of.aget(pk=k) for k in keys]
+    objects.insert(2, await objects_of.aget(pk=keys[0]))
+    seen = []
+    receiver = _receiver(seen)
+    results = []
+    with CaptureQueriesContext(connections[alias]) as captured:
+        for n, obj in enumerate(objects):
+            if n == 3:
+                pre_delete.connect(receiver, sender=Counter)
+            try:
+                results.append((await aoutcome(obj.adelete), obj.pk))
+            finally:
+                pre_delete.disconnect(receiver, sender=Counter)
+    team = await Team.objects.using(alias).acreate(name=f"{PREFIX}instance team")
+    person = await Person.objects.using(alias).acreate(name=f"{PREFIX}member", team=team)
+    results.append((await aoutcome(team.adelete), team.pk))
+    gone = not await Person.objects.using(alias).filter(pk=person.pk).aexists()
+    left = await objects_of.filter(pk__in=keys).acount()
+    return results, _templates(captured), gone, left, seen
+
+
+def test_instance_deletes_match_djangos(alias, compiled, bridge_runs, cleanup, thread_hops):
+    """obj.adelete(): Django's results, keys set to None, statements (one DELETE, no
+    transaction), signals and cascades; Django's delete() runs for the model's first
+    object and where a receiver or relations are there, and compiles once."""
+    expected = _sync_instance_scenario(alias)
+    compiled.clear()
+    got = arun(lambda: _native_instance_scenario(alias))
+    assert got == expected
+    one, none = (("ok", ("tuple", [("int", n), {"testapp.Counter": ("int", n)}])) for n in (1, 0))
+    assert expected[0][:5] == [(one, None), (one, None), (none, None), (one, None), (one, None)]
+    assert expected[2:] == (True, 0, [(True, f"{PREFIX}2")])
+    assert len(compiled) == 2  # the first object's DELETE, and the receiver's
+    assert bridge_runs.count("delete") == 3  # the first, the receiver's, the team's
+    assert thread_hops == []
+
+
+def test_a_learned_instance_delete_joins_the_users_block(alias, cleanup):
+    """Inside the user's atomic block: rolled back with it (the row is back, though the
+    object's key was set to None, as Django's delete() does)."""
+    keys = _rows(alias, 3)
+
+    async def main():
+        objects = [await Counter.objects.using(alias).aget(pk=k) for k in keys]
+        await objects[0].adelete()  # learned
+        with pytest.raises(IntegrityError):
+            async with transaction.atomic(using=alias):
+                assert await objects[1].adelete() == (1, {"testapp.Counter": 1})
+                await Team.objects.using(alias).acreate(name=f"{PREFIX}dup")
+                await Team.objects.using(alias).acreate(name=f"{PREFIX}dup")
+        async with transaction.atomic(using=alias):
+            await objects[2].adelete()
+        await assert_server_clean(alias, seam.pool(alias))
+        return sorted([k async for k in Counter.objects.using(alias).values_list("pk", flat=True)])
+
+    left = arun(main)
+    assert keys[0] not in left and keys[1] in left and keys[2] not in left
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "mariadb"])
+def test_a_cancelled_instance_delete_leaves_the_row_and_no_transaction(vendor, cleanup_all):
+    """obj.adelete() waiting for a row lock, cancelled: the statement is stopped on the
+    server (the row stays, its key too), no connection is left in a transaction or
+    running, and the next delete works."""
+    if vendor not in ALIASES:
+        pytest.skip(f"{vendor} not reachable: {ERRORS[vendor]}")
+    keys = _rows(vendor, 2)
+    objects = Counter.objects.using(vendor)
+
+    async def main():
+        await (await objects.aget(pk=keys[0])).adelete()  # learned
+        victim = await objects.aget(pk=keys[1])
+        locked, release = asyncio.Event(), asyncio.Event()
+
+        async def holder():
+            async with transaction.atomic(using=vendor):
+                await objects.select_for_update().filter(pk=keys[1]).aget()
+                locked.set()
+                await release.wait()
+
+        holding = asyncio.create_task(holder())
+        await locked.wait()
+        deleting = asyncio.create_task(victim.adelete())
+        await asyncio.sleep(0.3)
+        assert not deleting.done()
+        deleting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await deleting
+        # Outside a transaction, as Django's, the DELETE would run once the lock is
+        # released; the package's cancel stops it on the server first.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            sessions = await asyncio.to_thread(server_sessions, vendor)
+            if not [s for s in sessions if s[1] == "active"]:
+                break
+            await asyncio.sleep(0.05)
+        release.set()
+        await holding
+        await assert_server_clean(vendor, seam.pool(vendor))
+        present = await objects.filter(pk=keys[1]).aexists()
+        return present, victim.pk, await victim.adelete()
+
+    assert arun(main) == (True, keys[1], (1, {"testapp.Counter": 1}))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 from django.db.models.deletion import Collector
 from django.db.models.lookups import Lookup
 from django.db.models.query import QuerySet
@@ -40,7 +41,7 @@ from django.db.models.sql.compiler import SQLDeleteCompiler
 from . import connections as seam
 from . import learned
 
-__all__ = ["as_sql", "native_adelete"]
+__all__ = ["as_sql", "native_adelete", "native_model_adelete"]
 
 _original_as_sql = SQLDeleteCompiler.as_sql
 # QuerySet methods delete() runs through; a subclass overriding one keeps Django's path.
@@ -150,5 +151,118 @@ def native_adelete(
             count = (await seam.run(alias, shape.sql, params, wrapper=wrapper)).rowcount
         self._result_cache = None
         return (count, {model._meta.label: count}) if count else (0, {})
+
+    return adelete
+
+
+# Model.adelete() -------------------------------------------------------------------
+#
+# ``await obj.adelete()`` runs Django's ``Model.delete()``: a Collector collects the
+# object and its relations, and when Django's ``Collector.can_fast_delete(obj)`` holds
+# (no receivers, no relation but DO_NOTHING, no parent, no generic relation) deletes it
+# with ``DeleteQuery.delete_batch([pk])`` under ``mark_for_rollback_on_error``, sets the
+# key attribute to None and returns ``(count, {label: count})``. The first such delete
+# of a model runs Django's method and keeps the statement (``... WHERE id IN (%s)``),
+# the key lookup's class, left-hand side and fragment; later ones, where Django's
+# ``can_fast_delete(obj)`` still holds, run it natively with that result. Anything else
+# (a ``delete()`` override, a composite key, receivers, relations to collect, an
+# alias with execute wrappers): Django's method in the bridge.
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDelete:
+    """A learned DELETE of one object of a model, by its primary key."""
+
+    sql: str
+    compiler: SQLDeleteCompiler
+    lookup: type[Lookup]
+    lhs: Any
+    fragment: str
+
+
+def _learn_instance(
+    captured: list[tuple[SQLDeleteCompiler, str, Any]], pk: Any
+) -> InstanceDelete | None:
+    """Keep Django's statement if it was one DELETE whose only filter is the key lookup
+    of ``[pk]``, which compiles the same again from its class and left-hand side."""
+    if len(captured) != 1:
+        return None
+    compiler, sql, params = captured[0]
+    where = compiler.query.where
+    if where.negated or len(where.children) != 1:
+        return None
+    child = where.children[0]
+    if not isinstance(child, Lookup):
+        return None
+    try:
+        fragment, lookup_params = compiler.compile(child)
+        again, again_params = compiler.compile(type(child)(child.lhs, [pk]))
+    except Exception:
+        return None
+    if (
+        again != fragment
+        or list(again_params) != list(lookup_params)
+        or list(params) != list(lookup_params)
+        or fragment not in sql
+    ):
+        return None
+    return InstanceDelete(sql, compiler, type(child), child.lhs, fragment)
+
+
+def _instance_params(shape: InstanceDelete, pk: Any, wrapper: Any) -> list[Any] | None:
+    """The statement's parameters for this key, or None where Django would write another
+    fragment or refuses the value (its own path then raises its own error)."""
+    try:
+        sql, params = learned.bound(shape.compiler, wrapper).compile(shape.lookup(shape.lhs, [pk]))
+    except Exception:
+        return None
+    return list(params) if sql == shape.fragment else None
+
+
+def native_model_adelete(
+    in_bridge: Callable[..., Any], alias_of: Callable[[Model, dict[str, Any]], str]
+) -> Callable[..., Any]:
+    """``Model.adelete``: ``in_bridge`` (Django's ``Model.delete()`` run in the bridge),
+    with the statement of repeated fast deletes learned (see above); ``alias_of``: the
+    database Django's delete() writes to."""
+
+    @functools.wraps(in_bridge)
+    async def adelete(self: Model, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        model = type(self)
+        meta = model._meta
+        pk = self.pk
+        if (
+            args
+            or not set(kwargs) <= {"using", "keep_parents"}
+            or model.delete is not Model.delete
+            or getattr(meta, "is_composite_pk", False)
+            or pk is None
+        ):
+            return await in_bridge(self, *args, **kwargs)
+        alias = alias_of(self, kwargs)
+        if not seam.is_native(alias):
+            return await in_bridge(self, *args, **kwargs)
+        wrapper = await seam.prepare(alias)
+        if wrapper.execute_wrappers or not Collector(using=alias, origin=self).can_fast_delete(
+            self
+        ):
+            return await in_bridge(self, *args, **kwargs)
+        known = learned.store("delete", wrapper)
+        key = (model, None)
+        if key not in known:
+            with _recorder.capturing() as captured:
+                try:
+                    return await in_bridge(self, *args, **kwargs)
+                finally:
+                    if captured:
+                        known[key] = _learn_instance(captured, pk)
+        shape = known[key]
+        params = None if shape is None else _instance_params(shape, pk, wrapper)
+        if shape is None or params is None:
+            return await in_bridge(self, *args, **kwargs)
+        with transaction.mark_for_rollback_on_error(using=alias):
+            count = (await seam.run(alias, shape.sql, params, wrapper=wrapper)).rowcount
+        setattr(self, meta.pk.attname, None)
+        return count, {meta.label: count}
 
     return adelete

@@ -1,4 +1,5 @@
-"""Model.asave / adelete / arefresh_from_db: Django's own methods, run in the bridge.
+"""Model.asave / adelete / arefresh_from_db: Django's own methods, run in the bridge
+(an adelete() Django would do with one statement learns it: deletes.py).
 
 Custom ``save()``/``delete()`` overrides run too, with their queries native.
 """
@@ -12,7 +13,7 @@ from typing import Any
 from django.db import router
 from django.db.models import Model
 
-from . import bridge
+from . import bridge, deletes
 
 __all__ = ["model_method"]
 
@@ -62,6 +63,6 @@ async def asave(self: Model, *args: Any, **kwargs: Any) -> Any:
 
 METHODS = {
     "asave": asave,
-    "adelete": model_method("delete", write=True),
+    "adelete": deletes.native_model_adelete(model_method("delete", write=True), _write_alias),
     "arefresh_from_db": model_method("refresh_from_db", write=False),
 }
