@@ -222,6 +222,38 @@ def test_a_learned_delete_joins_the_users_block(alias, cleanup):
     assert keys[0] not in left and keys[1] in left and keys[2] not in left
 
 
+async def _cancel_while_locked(vendor, key, delete, *, until_stopped=False):
+    """Run ``delete()`` while another transaction holds the row's lock, cancel it while
+    it waits, then (after the server shows no statement running, ``until_stopped``)
+    release the lock; nothing of ours is left in a transaction or running."""
+    objects = Counter.objects.using(vendor)
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def holder():
+        async with transaction.atomic(using=vendor):
+            await objects.select_for_update().filter(pk=key).aget()
+            locked.set()
+            await release.wait()
+
+    holding = asyncio.create_task(holder())
+    await locked.wait()
+    deleting = asyncio.create_task(delete())
+    await asyncio.sleep(0.3)
+    assert not deleting.done()
+    deleting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await deleting
+    deadline = time.monotonic() + 5
+    while until_stopped and time.monotonic() < deadline:
+        sessions = await asyncio.to_thread(server_sessions, vendor)
+        if not [s for s in sessions if s[1] == "active"]:
+            break
+        await asyncio.sleep(0.05)
+    release.set()
+    await holding
+    await assert_server_clean(vendor, seam.pool(vendor))
+
+
 @pytest.mark.parametrize("vendor", ["postgresql", "mariadb"])
 def test_a_cancelled_learned_delete_leaves_the_row_and_no_transaction(vendor, cleanup_all):
     """A delete waiting for a row lock, cancelled: the row stays, no connection is left in
@@ -233,25 +265,7 @@ def test_a_cancelled_learned_delete_leaves_the_row_and_no_transaction(vendor, cl
 
     async def main():
         await objects.filter(pk=keys[0]).adelete()  # learned
-        locked, release = asyncio.Event(), asyncio.Event()
-
-        async def holder():
-            async with transaction.atomic(using=vendor):
-                await objects.select_for_update().filter(pk=keys[1]).aget()
-                locked.set()
-                await release.wait()
-
-        holding = asyncio.create_task(holder())
-        await locked.wait()
-        deleting = asyncio.create_task(objects.filter(pk=keys[1]).adelete())
-        await asyncio.sleep(0.3)
-        assert not deleting.done()
-        deleting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await deleting
-        release.set()
-        await holding
-        await assert_server_clean(vendor, seam.pool(vendor))
+        await _cancel_while_locked(vendor, keys[1], objects.filter(pk=keys[1]).adelete)
         present = await objects.filter(pk=keys[1]).aexists()
         result = await objects.filter(pk=keys[1]).adelete()
         return present, result
@@ -378,33 +392,9 @@ def test_a_cancelled_instance_delete_leaves_the_row_and_no_transaction(vendor, c
     async def main():
         await (await objects.aget(pk=keys[0])).adelete()  # learned
         victim = await objects.aget(pk=keys[1])
-        locked, release = asyncio.Event(), asyncio.Event()
-
-        async def holder():
-            async with transaction.atomic(using=vendor):
-                await objects.select_for_update().filter(pk=keys[1]).aget()
-                locked.set()
-                await release.wait()
-
-        holding = asyncio.create_task(holder())
-        await locked.wait()
-        deleting = asyncio.create_task(victim.adelete())
-        await asyncio.sleep(0.3)
-        assert not deleting.done()
-        deleting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await deleting
         # Outside a transaction, as Django's, the DELETE would run once the lock is
         # released; the package's cancel stops it on the server first.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            sessions = await asyncio.to_thread(server_sessions, vendor)
-            if not [s for s in sessions if s[1] == "active"]:
-                break
-            await asyncio.sleep(0.05)
-        release.set()
-        await holding
-        await assert_server_clean(vendor, seam.pool(vendor))
+        await _cancel_while_locked(vendor, keys[1], victim.adelete, until_stopped=True)
         present = await objects.filter(pk=keys[1]).aexists()
         return present, victim.pk, await victim.adelete()
 

@@ -209,16 +209,6 @@ def _learn_instance(
     return InstanceDelete(sql, compiler, type(child), child.lhs, fragment)
 
 
-def _instance_params(shape: InstanceDelete, pk: Any, wrapper: Any) -> list[Any] | None:
-    """The statement's parameters for this key, or None where Django would write another
-    fragment or refuses the value (its own path then raises its own error)."""
-    try:
-        sql, params = learned.bound(shape.compiler, wrapper).compile(shape.lookup(shape.lhs, [pk]))
-    except Exception:
-        return None
-    return list(params) if sql == shape.fragment else None
-
-
 def native_model_adelete(
     in_bridge: Callable[..., Any], alias_of: Callable[[Model, dict[str, Any]], str]
 ) -> Callable[..., Any]:
@@ -257,7 +247,13 @@ def native_model_adelete(
                     if captured:
                         known[key] = _learn_instance(captured, pk)
         shape = known[key]
-        params = None if shape is None else _instance_params(shape, pk, wrapper)
+        params = (
+            None
+            if shape is None
+            else learned.key_params(
+                shape.compiler, shape.lookup, shape.lhs, [pk], shape.fragment, wrapper
+            )
+        )
         if shape is None or params is None:
             return await in_bridge(self, *args, **kwargs)
         with transaction.mark_for_rollback_on_error(using=alias):

@@ -31,6 +31,7 @@ __all__ = [
     "Recorder",
     "bound",
     "forget",
+    "key_params",
     "own_table_filters",
     "plain_class",
     "pristine",
@@ -61,6 +62,22 @@ def bound(compiler: C, wrapper: Any) -> C:
     own = copy.copy(compiler)
     own.connection = wrapper
     return own
+
+
+def key_params(
+    compiler: SQLCompiler, lookup: type[Lookup], lhs: Any, value: Any, fragment: str, wrapper: Any
+) -> list[Any] | None:
+    """The parameters of ``lookup(lhs, value)`` compiled by a learned compiler on
+    ``wrapper``, or None where Django would write another fragment than the learned one or
+    refuses the value (its own path then raises its own error)."""
+    try:
+        built = lookup(lhs, value)
+        if built.rhs is None:
+            return None
+        sql, params = bound(compiler, wrapper).compile(built)
+    except Exception:
+        return None
+    return list(params) if sql == fragment else None
 
 
 def forget() -> None:

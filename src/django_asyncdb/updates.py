@@ -101,7 +101,13 @@ def do_update(
         known[key] = _learn(captured, pk_val, prepared)
         return result
     shape = known[key]
-    where = None if shape is None else _key_params(shape, pk_val, wrapper)
+    where = (
+        None
+        if shape is None
+        else learned.key_params(
+            shape.compiler, shape.lookup, shape.lhs, pk_val, shape.fragment, wrapper
+        )
+    )
     if shape is None or where is None:
         return original(self, base_qs, using, pk_val, values, update_fields, forced_update, *rest)
     params = prepared if shape.null_params else [v for v in prepared if v is not None]
@@ -136,19 +142,6 @@ def _prepare(base_qs: QuerySet[Any], values: list[tuple[Any, Any, Any]]) -> list
             return None
         prepared.append(value)
     return prepared
-
-
-def _key_params(shape: Update, pk_val: Any, wrapper: Any) -> list[Any] | None:
-    """The key lookup's parameters for this value, or None if Django would write
-    another fragment for it (or refuse it: Django's path then raises its own error)."""
-    try:
-        lookup = shape.lookup(shape.lhs, pk_val)
-        if lookup.rhs is None:
-            return None
-        sql, params = learned.bound(shape.compiler, wrapper).compile(lookup)
-    except Exception:
-        return None
-    return list(params) if sql == shape.fragment else None
 
 
 def _same(a: Any, b: Any) -> bool:
