@@ -103,6 +103,7 @@ def native(
             or query.is_sliced
             or query.select_for_update
             or query.distinct
+            or query.annotations
             or not learned.plain_class(type(self), path)
             or shapes.learning()
         ):

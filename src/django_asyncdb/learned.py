@@ -162,17 +162,20 @@ def pristine(query: Query, skip: frozenset[str] = frozenset()) -> bool:
     return True
 
 
-def own_table_filters(query: Query) -> tuple[list[Lookup], tuple[str, ...]] | None:
+def own_table_filters(
+    query: Query, *, joined: bool = False
+) -> tuple[list[Lookup], tuple[str, ...]] | None:
     """The query's filters, if they are lookups (not ``IS NULL``) ANDed on columns of the
-    model's own table, with the aliases of joins a filter made and trimmed (not in the
-    SQL: a related manager's); None otherwise."""
+    model's own table, with the aliases of the other tables; None otherwise. Those tables
+    must be joins a filter made and trimmed (not in the SQL: a related manager's) unless
+    ``joined`` (the caller keys the joins)."""
     table = query.model._meta.db_table
     alias_map = query.alias_map
     if alias_map and type(alias_map.get(table)) is not BaseTable:
         return None
     trimmed = tuple(alias for alias in alias_map if alias != table)
     refcount = query.alias_refcount
-    if any(refcount.get(alias) for alias in trimmed):
+    if not joined and any(refcount.get(alias) for alias in trimmed):
         return None
     where = query.where
     if where.connector != AND or where.negated:

@@ -20,11 +20,17 @@ that clause occurs once in the statement). A queryset is eligible only if nothin
 sets it apart from ``Model.objects.all()``: filters ANDed on the model's own table (no
 join, no ``IS NULL``, no negation), model instances as results (a related manager's
 queryset included) or ``values()`` / ``values_list()`` of the model's own columns (the
-fields are part of the shape); no annotation, ``extra()``, ``defer()``, grouping,
-combination, custom ``Query`` class. A ``select_for_update()`` outside a transaction
-takes Django's path, which refuses it. Anything else, and any filter whose fragment
-differs (another length of ``pk__in``) or that Django refuses, compiles as before. A
-statement is kept only if its parameters are exactly its filters', in order.
+fields are part of the shape); no ``extra()``, ``defer()``, combination, custom ``Query``
+class. Annotations may be Django's ``Count``, ``Sum``, ``Avg``, ``Min`` and ``Max`` of one
+column as ``annotate(n=Count("books", distinct=True))`` writes them (no filter, default,
+output field or ordering); the shape then adds each one's class, resolved column and
+distinct, the grouping, and every table of the query (the joins the aggregates made, with
+their join types and reference counts). An annotation filtered on (``HAVING``), any other
+expression, a join whose SQL has parameters (a generic relation's): not learned. A
+``select_for_update()`` outside a transaction takes Django's path, which refuses it.
+Anything else, and any filter whose fragment differs (another length of ``pk__in``) or
+that Django refuses, compiles as before. A statement is kept only if its parameters are
+exactly its filters', in order.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models.aggregates import Avg, Count, Max, Min, Sum
+from django.db.models.expressions import Col, Star
 from django.db.models.lookups import Lookup
 from django.db.models.query import (
     FlatValuesListIterable,
@@ -43,6 +51,8 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.datastructures import BaseTable, Join
+from django.db.models.sql.query import Query
 
 from . import learned
 from .shapes import _frozen
@@ -66,6 +76,9 @@ _VARIANT = (
     "distinct_fields",
 )
 _SKIPPED = learned.FILTERED | frozenset(_VARIANT)
+# What annotate() with aggregates sets (keyed by _annotated()).
+_ANNOTATED = frozenset({"annotations", "group_by"})
+_AGGREGATES = frozenset({Avg, Count, Max, Min, Sum})
 # What values() / values_list() set: the columns follow from ``values_select`` (a
 # field that needs a join makes the query ineligible, see own_table_filters).
 _VALUES = frozenset(
@@ -108,27 +121,96 @@ def _names(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _aggregate(name: str, annotation: Any) -> tuple[Any, ...] | None:
+    """The shape of an ``annotate()`` of one of Django's aggregates over one column, as
+    written (``Count("books", distinct=True)``: no filter, default, output field or
+    ordering), resolved (the joins it made are keyed on their own), or None."""
+    kind = type(annotation)
+    if kind not in _AGGREGATES or annotation.is_summary:
+        return None
+    args, kwargs = annotation._constructor_args
+    if len(args) != 1 or type(args[0]) is not str or not kwargs.keys() <= {"distinct"}:
+        return None
+    source, *others = annotation.get_source_expressions()  # (then filter, order_by)
+    if any(other is not None for other in others):
+        return None
+    if type(source) is Col:
+        column: Any = (source.alias, source.target, source.output_field)
+    elif type(source) is Star:
+        column = "*"
+    else:
+        return None
+    return (name, kind, bool(annotation.distinct), column)
+
+
+def _annotated(query: Query) -> tuple[Any, ...] | None:
+    """The shape of the query's aggregate annotations, its grouping and its tables (the
+    joins the aggregates made: each alias, table, parent, join type, relation and
+    reference count), or None if any of them is of another kind."""
+    annotations = []
+    for name, annotation in query.annotations.items():
+        found = _aggregate(name, annotation)
+        if found is None:
+            return None
+        annotations.append(found)
+    group_by = query.group_by
+    if group_by is not None and group_by is not True:
+        if not all(type(column) is Col for column in group_by):
+            return None
+        group_by = tuple((column.alias, column.target) for column in group_by)
+    tables: list[tuple[Any, ...]] = []
+    for alias, table in query.alias_map.items():
+        if type(table) is BaseTable:
+            tables.append((alias, table.table_name, table.table_alias))
+        elif type(table) is Join and table.filtered_relation is None:
+            tables.append(
+                (
+                    alias,
+                    table.table_name,
+                    table.parent_alias,
+                    table.join_type,
+                    table.join_field,
+                    table.nullable,
+                )
+            )
+        else:
+            return None
+    refcount = tuple(query.alias_refcount.items())
+    return tuple(annotations), group_by, tuple(tables), refcount
+
+
 def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | None:
     """The shape of ``queryset``'s SELECT and its filters, or None if it isn't eligible."""
     iterable = queryset._iterable_class
     query = queryset.query  # (applies a related manager's deferred filter)
+    annotated: tuple[Any, ...] | None = None
+    skipped = _SKIPPED
+    if query.annotations:
+        annotated = _annotated(query)
+        if annotated is None:
+            return None
+        skipped = _SKIPPED | _ANNOTATED
     if iterable is ModelIterable and queryset._fields is None:
-        if not learned.pristine(query, _SKIPPED):
+        if not learned.pristine(query, skipped):
             return None
         values: tuple[Any, ...] | None = None
     elif iterable in _VALUES_ITERABLES:
-        if (
-            not learned.pristine(query, _SKIPPED_VALUES)
-            or query.annotation_select_mask
-            or query.extra_select_mask
-        ):
+        mask = query.annotation_select_mask
+        if not learned.pristine(query, skipped | _VALUES) or query.extra_select_mask:
+            return None
+        if mask and annotated is None:
             return None
         # (the iterable class and ``selected`` follow from these; the SQL doesn't
         # depend on the class)
-        values = (queryset._fields, query.values_select, query.default_cols)
+        values = (
+            queryset._fields,
+            query.values_select,
+            query.default_cols,
+            None if mask is None else tuple(name for name in query.annotations if name in mask),
+        )
     else:
         return None
-    found = learned.own_table_filters(query)
+    found = learned.own_table_filters(query, joined=annotated is not None)
     if found is None:
         return None
     lookups, trimmed = found
@@ -153,6 +235,7 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
         query.distinct,
         distinct_fields,
         values,
+        annotated,
     )
     return (query.model, queryset.db, signature, trimmed, variant), lookups
 
