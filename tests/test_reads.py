@@ -479,6 +479,35 @@ def test_annotated_shapes_are_told_apart(alias, compiled, thread_hops):
     assert thread_hops == []
 
 
+def test_annotations_added_again_keep_their_columns(alias, compiled, thread_hops):
+    """An annotation added again (after alias(), or after a values() that left it out)
+    comes last among the columns though its place among the annotations is unchanged:
+    the two querysets are two shapes, each with its own columns (one learned statement
+    for both swapped the values)."""
+
+    def make(again, value):
+        queryset = Author.objects.using(alias).filter(age__gte=value)
+        if again == "alias":
+            queryset = queryset.values("name").alias(n=Count("*"))
+            queryset = queryset.annotate(top=Max("age"), n=Count("*"))
+        elif again == "values":
+            queryset = queryset.annotate(n=Count("*"), top=Max("age")).values("name")
+            queryset = queryset.annotate(top=Max("age"), n=Count("*"))
+        else:
+            queryset = queryset.values("name").annotate(n=Count("*"), top=Max("age"))
+        return queryset.order_by("name")
+
+    cases = [(again, value) for value in (20, 40) for again in (None, "alias", "values")]
+    expected = [outcome(lambda c=case: list(make(*c))) for case in cases]
+
+    async def native():
+        return [await aoutcome(lambda c=case: _alist(make(*c))) for case in cases * 2]
+
+    assert arun(native) == expected * 2
+    assert len(compiled) <= 3
+    assert thread_hops == []
+
+
 def test_random_querysets_match_djangos(alias, compiled, thread_hops):
     """120 querysets drawn at random, evaluated natively twice over (each shape learned
     once, then reused with other values and slices): every result is Django's."""

@@ -25,7 +25,8 @@ class. Annotations may be Django's ``Count``, ``Sum``, ``Avg``, ``Min`` and ``Ma
 column as ``annotate(n=Count("books", distinct=True))`` writes them (no filter, default,
 output field or ordering); the shape then adds each one's class, resolved column and
 distinct, the grouping, and every table of the query (the joins the aggregates made, with
-their join types and reference counts). An annotation filtered on (``HAVING``), any other
+their join types and reference counts) and, for ``values()``, the selected columns in their
+order. An annotation filtered on (``HAVING``), any other
 expression, a join whose SQL has parameters (a generic relation's): not learned. A
 ``select_for_update()`` outside a transaction takes Django's path, which refuses it.
 Anything else, and any filter whose fragment differs (another length of ``pk__in``) or
@@ -92,6 +93,7 @@ _VALUES = frozenset(
     }
 )
 _SKIPPED_VALUES = _SKIPPED | _VALUES
+_SELECTED = frozenset({int, str, type(None)})  # what ``Query.selected`` maps a name to
 _VALUES_ITERABLES = frozenset(
     {ValuesIterable, ValuesListIterable, FlatValuesListIterable, NamedValuesListIterable}
 )
@@ -200,13 +202,21 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
             return None
         if mask and annotated is None:
             return None
-        # (the iterable class and ``selected`` follow from these; the SQL doesn't
-        # depend on the class)
+        # ``selected`` orders the columns: an annotation added again (after alias(),
+        # or a values() that masked it) keeps its place in ``annotations`` but comes
+        # last in ``selected``. (The iterable class follows from these; the SQL doesn't
+        # depend on it.)
+        selected = query.selected
+        if selected is not None:
+            if not all(type(value) in _SELECTED for value in selected.values()):
+                return None
+            selected = tuple(selected.items())
         values = (
             queryset._fields,
             query.values_select,
             query.default_cols,
             None if mask is None else tuple(name for name in query.annotations if name in mask),
+            selected,
         )
     else:
         return None
