@@ -26,12 +26,11 @@ column as ``annotate(n=Count("books", distinct=True))`` writes them (no filter, 
 output field or ordering); the shape then adds each one's class, resolved column and
 distinct, the grouping, and every table of the query (the joins the aggregates made, with
 their join types and reference counts) and, for ``values()``, the selected columns in their
-order. An annotation filtered on (``HAVING``), any other
-expression, a join whose SQL has parameters (a generic relation's): not learned. A
-``select_for_update()`` outside a transaction takes Django's path, which refuses it.
-Anything else, and any filter whose fragment differs (another length of ``pk__in``) or
-that Django refuses, compiles as before. A statement is kept only if its parameters are
-exactly its filters', in order.
+order. An annotation filtered on (``HAVING``), any other expression, a join whose SQL has
+parameters (a generic relation's): not learned. A ``select_for_update()`` outside a
+transaction takes Django's path, which refuses it. Anything else, and any filter whose
+fragment differs (another length of ``pk__in``) or that Django refuses, compiles as
+before. A statement is kept only if its parameters are exactly its filters', in order.
 """
 
 from __future__ import annotations
@@ -92,7 +91,14 @@ _VALUES = frozenset(
         "extra_select_mask",
     }
 )
-_SKIPPED_VALUES = _SKIPPED | _VALUES
+# What pristine() skips, by (annotated, values()): made once, as key_of runs on every
+# evaluation.
+_SKIPPED_BY_KIND = {
+    (False, False): _SKIPPED,
+    (False, True): _SKIPPED | _VALUES,
+    (True, False): _SKIPPED | _ANNOTATED,
+    (True, True): _SKIPPED | _ANNOTATED | _VALUES,
+}
 _SELECTED = frozenset({int, str, type(None)})  # what ``Query.selected`` maps a name to
 _VALUES_ITERABLES = frozenset(
     {ValuesIterable, ValuesListIterable, FlatValuesListIterable, NamedValuesListIterable}
@@ -186,21 +192,23 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
     iterable = queryset._iterable_class
     query = queryset.query  # (applies a related manager's deferred filter)
     annotated: tuple[Any, ...] | None = None
-    skipped = _SKIPPED
     if query.annotations:
         annotated = _annotated(query)
         if annotated is None:
             return None
-        skipped = _SKIPPED | _ANNOTATED
+    has_annotations = annotated is not None
     if iterable is ModelIterable and queryset._fields is None:
-        if not learned.pristine(query, skipped):
+        if not learned.pristine(query, _SKIPPED_BY_KIND[has_annotations, False]):
             return None
         values: tuple[Any, ...] | None = None
     elif iterable in _VALUES_ITERABLES:
         mask = query.annotation_select_mask
-        if not learned.pristine(query, skipped | _VALUES) or query.extra_select_mask:
+        if (
+            not learned.pristine(query, _SKIPPED_BY_KIND[has_annotations, True])
+            or query.extra_select_mask
+        ):
             return None
-        if mask and annotated is None:
+        if mask and not has_annotations:
             return None
         # ``selected`` orders the columns: an annotation added again (after alias(),
         # or a values() that masked it) keeps its place in ``annotations`` but comes
@@ -220,7 +228,7 @@ def key_of(queryset: QuerySet[Any]) -> tuple[tuple[Any, ...], list[Lookup]] | No
         )
     else:
         return None
-    found = learned.own_table_filters(query, joined=annotated is not None)
+    found = learned.own_table_filters(query, joined=has_annotations)
     if found is None:
         return None
     lookups, trimmed = found
