@@ -258,6 +258,65 @@ def test_csrf_as_django_with_no_hop(project, hops):
     assert outcome["asyncdb"][1] == ["django.utils.log.log_response"]
 
 
+async def refused_with_a_query(app, alias):
+    page = await call(app, "GET", "/form/")
+    cookie = page.cookies()["csrftoken"].value
+    refused = await call(app, "POST", "/form/", body=b"name=x", cookies={"csrftoken": cookie})
+    return refused.status, refused.body
+
+
+def test_csrf_failure_view_of_the_project_queries_natively(project, hops):
+    """Django's CSRF hooks do no I/O and are called in place, but a project's failure view
+    (called from process_view) may query: then they run in the bridge."""
+    authors = Author.objects.using(project).count()
+    with override_settings(CSRF_FAILURE_VIEW="asgi_project.csrf_failure"):
+        outcome = both(refused_with_a_query, project, hops)
+    assert outcome["asyncdb"][0] == outcome["django"][0]
+    assert outcome["asyncdb"][0] == (403, f"refused; {authors} authors".encode())
+    assert outcome["asyncdb"][1] == ["django.utils.log.log_response"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "csrf"),
+    [
+        ({}, hooks.IN_PLACE),
+        ({"CSRF_USE_SESSIONS": True}, hooks.BRIDGE),
+        ({"CSRF_FAILURE_VIEW": "asgi_project.csrf_failure"}, hooks.BRIDGE),
+    ],
+)
+def test_hooks_that_do_no_io_are_called_in_place(schema, overrides, csrf):
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+    from django.contrib.messages.middleware import MessageMiddleware
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.middleware.common import CommonMiddleware
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    def get_response(request):
+        return None
+
+    with override_settings(**overrides):
+        decided = hooks.LoopHooks()
+    session = SessionMiddleware(get_response)
+    modes = {
+        "session request": decided.mode(session.process_request),
+        "session response": decided.mode(session.process_response),
+        "auth": decided.mode(AuthenticationMiddleware(get_response).process_request),
+        "common": decided.mode(CommonMiddleware(get_response).process_response),
+        "messages": decided.mode(MessageMiddleware(get_response).process_request),
+        "csrf": decided.mode(CsrfViewMiddleware(get_response).process_view),
+        "recorder": decided.mode(asgi_project.Recorder(get_response).process_request),
+    }
+    assert modes == {
+        "session request": hooks.IN_PLACE,
+        "session response": hooks.BRIDGE,  # saves the session
+        "auth": hooks.IN_PLACE,
+        "common": hooks.IN_PLACE,
+        "messages": hooks.BRIDGE,
+        "csrf": csrf,
+        "recorder": hooks.THREAD,
+    }
+
+
 async def errors(app, alias):
     failed = await call(app, "GET", "/fail/")
     handled = await call(app, "GET", "/fail/?key=1")

@@ -9,8 +9,11 @@ and mostly do no I/O; the hops cost more than the work.
 Inside a request served by :class:`django_asyncdb.asgi.ASGIHandler`, the hooks that
 :class:`LoopHooks` deems safe run in the bridge instead, on the event loop: their
 database queries (a session read or saved) run natively, as those of a model signal's
-sync receiver do. Everything else keeps Django's behaviour: sync views, ``sync_to_async``
-calls of your own and unknown middleware run in the request's thread.
+sync receiver do. Hooks of Django's that do no I/O at all (the security, common and
+authentication middleware's, the session middleware's ``process_request``, the CSRF
+middleware's with the token in a cookie) are called in place, without the bridge.
+Everything else keeps Django's behaviour: sync views, ``sync_to_async`` calls of your
+own and unknown middleware run in the request's thread.
 
 A hook is safe when its only blocking I/O is database queries on native aliases, or
 calls of django_asyncdb's Redis cache (:mod:`django_asyncdb.cache`, native in the bridge
@@ -66,6 +69,15 @@ NO_IO = frozenset(
         "django.contrib.auth.middleware.AuthenticationMiddleware",  # the user is lazy
     }
 )
+# Hooks of Django's middleware above that do no I/O at all, not even a query: they are
+# called in place on the loop, without the bridge (a switch to it and back costs more than
+# most of them). The session's process_request only makes the (lazy) session store.
+IO_FREE_HOOKS = frozenset(
+    {
+        *((name, hook) for name in NO_IO for hook in HOOKS),
+        ("django.contrib.sessions.middleware.SessionMiddleware", "process_request"),
+    }
+)
 # Django's middleware whose hooks read or write the session or query the database.
 SESSION_OR_DATABASE = frozenset(
     {
@@ -78,6 +90,10 @@ SESSION_OR_DATABASE = frozenset(
     }
 )
 CSRF = "django.middleware.csrf.CsrfViewMiddleware"
+# The CSRF middleware's hooks: no I/O unless the token is kept in the session or a
+# project's failure view (which may query) answers a rejected request.
+CSRF_HOOKS = frozenset((CSRF, hook) for hook in HOOKS)
+CSRF_FAILURE_VIEW = "django.views.csrf.csrf_failure"
 # Session engines whose only I/O is database queries.
 DATABASE_SESSIONS = frozenset(
     {
@@ -100,6 +116,9 @@ CACHE_MIDDLEWARE = frozenset(
         "django.middleware.cache.CacheMiddleware",
     }
 )
+
+# Where a sync piece of a request runs (LoopHooks.mode).
+THREAD, BRIDGE, IN_PLACE = 0, 1, 2
 
 _hooks: ContextVar[LoopHooks | None] = ContextVar("django_asyncdb_hooks", default=None)
 
@@ -165,9 +184,13 @@ class LoopHooks:
             self.middleware |= CACHE_MIDDLEWARE
         if native or not settings.CSRF_USE_SESSIONS:
             self.middleware |= {CSRF}
+        self.in_place = IO_FREE_HOOKS
+        if not settings.CSRF_USE_SESSIONS and settings.CSRF_FAILURE_VIEW == CSRF_FAILURE_VIEW:
+            self.in_place |= CSRF_HOOKS
         self.receivers = extra
         self._classes: dict[type, bool] = {}
         self._callables: dict[Any, bool] = {}
+        self._hooks: dict[tuple[type, str], int] = {}
 
     def middleware_class(self, cls: type) -> bool:
         """May the hooks of middleware class ``cls`` run on the loop?"""
@@ -195,6 +218,26 @@ class LoopHooks:
             return False
         sync_receivers, _ = signal._live_receivers(sender)
         return all(self.receiver(receiver) for receiver in sync_receivers)
+
+    def mode(self, func: Callable[..., Any]) -> int:
+        """Where this thread-sensitive ``sync_to_async`` function runs: THREAD (as in
+        Django), BRIDGE (on the loop, its queries native) or IN_PLACE (on the loop, called
+        directly: a middleware hook that does no I/O at all)."""
+        if type(func) is not MethodType:
+            return THREAD
+        name = func.__name__
+        if name in HOOKS:
+            key = (type(func.__self__), name)
+            found = self._hooks.get(key)
+            if found is None:
+                found = self._hooks[key] = self._hook_mode(*key)
+            return found
+        return BRIDGE if self.runs_in_loop(func) else THREAD
+
+    def _hook_mode(self, cls: type, name: str) -> int:
+        if not self.middleware_class(cls):
+            return THREAD
+        return IN_PLACE if (dotted(cls), name) in self.in_place else BRIDGE
 
     def runs_in_loop(self, func: Callable[..., Any]) -> bool:
         """Should this thread-sensitive ``sync_to_async`` function run on the loop?"""
@@ -241,16 +284,26 @@ _original_asend = Signal.asend
 _original_sync_to_async = asgiref_sync.sync_to_async
 
 
-def _on_loop(func: Any, thread_sensitive: bool) -> bool:
-    """Is ``func`` a safe hook of a request of ours (so it runs in the bridge)?"""
+def _mode(func: Any, thread_sensitive: bool) -> int:
+    """Where ``func`` runs in a request of ours (THREAD outside one)."""
     hooks = _hooks.get()
-    return hooks is not None and thread_sensitive and hooks.runs_in_loop(func)
+    if hooks is None or not thread_sensitive:
+        return THREAD
+    return hooks.mode(func)
+
+
+async def _in_place(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A hook that does no I/O, called on the loop in the task."""
+    return func(*args, **kwargs)
 
 
 def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
-    """SyncToAsync.__call__: a safe hook of a request of ours runs in the bridge."""
-    if _on_loop(self.func, self._thread_sensitive):
+    """SyncToAsync.__call__: a safe hook of a request of ours runs on the loop."""
+    mode = _mode(self.func, self._thread_sensitive)
+    if mode == BRIDGE:
         return bridge.run(self.func, *args, **kwargs)
+    if mode == IN_PLACE:
+        return _in_place(self.func, *args, **kwargs)
     return _original_call(self, *args, **kwargs)
 
 
@@ -264,13 +317,12 @@ def sync_to_async(
     """asgiref's sync_to_async where Django's request path calls it (middleware hooks,
     the response's close()): a safe hook of a request of ours gets the bridge at once,
     without a SyncToAsync object made and thrown away per call."""
-    if (
-        func is not None
-        and executor is None
-        and context is None
-        and _on_loop(func, thread_sensitive)
-    ):
-        return functools.partial(bridge.run, func)
+    if func is not None and executor is None and context is None:
+        mode = _mode(func, thread_sensitive)
+        if mode == BRIDGE:
+            return functools.partial(bridge.run, func)
+        if mode == IN_PLACE:
+            return functools.partial(_in_place, func)
     original: Any = _original_sync_to_async  # (typed by overloads: func or none)
     return original(func, thread_sensitive=thread_sensitive, executor=executor, context=context)
 
