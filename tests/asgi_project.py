@@ -9,6 +9,7 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
+from django.views.decorators.csrf import csrf_exempt
 
 from testapp.models import Author
 
@@ -79,6 +80,14 @@ def csrf_failure(request, reason=""):
     return HttpResponse(f"refused; {authors} authors", status=403)
 
 
+async def echo(request):
+    """What the request's body was (any method; not CSRF-checked)."""
+    body = request.body
+    return JsonResponse(
+        {"length": len(body), "start": body[:6].decode(), "end": body[-3:].decode()}
+    )
+
+
 async def fail(request):
     if request.GET.get("key"):
         raise KeyError("handled by Recorder.process_exception")
@@ -127,6 +136,7 @@ urlpatterns = [
     path("<str:alias>/sync-visits/", sync_visits),
     path("form/", form),
     path("fail/", fail),
+    path("echo/", csrf_exempt(echo)),
     path("stream/", stream),
 ]
 

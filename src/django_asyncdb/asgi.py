@@ -6,7 +6,7 @@ The whole of it, in ``asgi.py``::
 
     application = get_asgi_application()
 
-That is Django's own ``ASGIHandler`` with two differences:
+That is Django's own ``ASGIHandler``, with these differences:
 
 - it answers the ASGI lifespan protocol and closes the event loop's database pools (and
   the native Redis cache's connections, :mod:`django_asyncdb.cache`) on shutdown;
@@ -15,6 +15,7 @@ That is Django's own ``ASGIHandler`` with two differences:
   no blocking I/O but database queries, which then run natively (see
   :mod:`django_asyncdb.hooks`). Django would run each of them in a thread. Sync views,
   your own ``sync_to_async`` calls and any other middleware still run in a thread.
+- a request with no body is read without a spooled temporary file;
 - the tasks of one request (``asyncio.gather`` in a view) share Django's connection
   wrapper per alias, as the queries of one request share one thread's wrapper under
   Django's own async ORM, instead of building one each.
@@ -26,6 +27,7 @@ An application that only needs the lifespan part can wrap any ASGI application::
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -104,6 +106,28 @@ class ASGIHandler(DjangoASGIHandler):
         finally:
             stop_sharing(shared)
             hooks.done(token)
+
+    async def read_body(self, receive: Receive) -> Any:
+        """Django's, but a request whose first message says it has no body (most GETs)
+        gets an empty in-memory file instead of a spooled temporary file."""
+        message = await receive()
+        if (
+            message["type"] == "http.request"
+            and not message.get("body")
+            and not message.get("more_body", False)
+        ):
+            return io.BytesIO()
+        return await super().read_body(_replaying(message, receive))
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """``receive``, giving ``first`` (already received) once before what comes next."""
+    pending = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def get_asgi_application(*, loop_safe: Iterable[str] = ()) -> ASGIHandler:
