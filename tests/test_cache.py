@@ -330,6 +330,30 @@ def test_pool_and_parser_options_take_their_asyncio_twins(raw):
     assert type(ours._cache._get_connection_pool(write=True)) is redis.BlockingConnectionPool
 
 
+def test_instances_of_one_setting_share_its_options_and_see_them_change(raw):
+    """Django makes an instance per request context from the same settings dict: what the
+    backend derives from it is made once, and made again if the dict changes."""
+    options = {"pool_class": "redis.BlockingConnectionPool", "max_connections": 3}
+    params = {"KEY_PREFIX": "s", "OPTIONS": options}
+    first, second = RedisCache(LOCATION, dict(params)), RedisCache(LOCATION, dict(params))
+    assert first._key == second._key and first._options is second._options
+    options["max_connections"] = 5  # changed in place
+    third = RedisCache(LOCATION, dict(params))
+    assert third._key != first._key
+    assert third._options == {"pool_class": "redis.BlockingConnectionPool", "max_connections": 5}
+    assert first._options["max_connections"] == 3
+
+    async def sizes():
+        await asyncio.gather(first.aset("a", 1), third.aset("b", 2))
+        clients = native_cache._clients[asyncio.get_running_loop()]
+        return [next(iter(clients[c._key]._pools.values())).max_connections for c in (first, third)]
+
+    assert asyncio.run(sizes()) == [3, 5]
+    # Another location, the same OPTIONS: its own key.
+    other = RedisCache(f"redis://127.0.0.1:6379/{DB + 1}", dict(params))
+    assert other._key != third._key and other._servers != third._servers
+
+
 def test_a_pool_class_without_an_asyncio_twin_is_refused_at_once():
     class OwnPool(redis.ConnectionPool):
         pass

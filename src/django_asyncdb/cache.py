@@ -193,6 +193,8 @@ def _async_parser_class(sync: Any) -> Any:
 # loop -> {(servers, options): client}: shared by every instance of the backend.
 _clients: dict[asyncio.AbstractEventLoop, dict[str, _LoopClient]] = {}
 _validated: set[str] = set()
+# (LOCATION, id of OPTIONS) -> (OPTIONS, a copy, the options for Django's client, the key).
+_derived: dict[Any, tuple[Any, dict[str, Any], dict[str, Any], str]] = {}
 
 
 async def _close(clients: dict[str, _LoopClient] | None) -> None:
@@ -219,10 +221,21 @@ class RedisCache(DjangoRedisCache):
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        options = dict(self._options)
-        self._all_options = options
-        self._options = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
-        self._key = repr((list(self._servers), sorted(options.items(), key=repr)))
+        given = self._options
+        # Django makes an instance per request context: what is derived from LOCATION and
+        # OPTIONS is kept per OPTIONS dict (the settings' own), while it holds the same.
+        memo = (server, id(given)) if isinstance(server, str) else None
+        found = _derived.get(memo) if memo else None
+        if found is None or found[0] is not given or found[1] != given:
+            options = dict(given)
+            own = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
+            key = repr((list(self._servers), sorted(options.items(), key=repr)))
+            found = (given, options, own, key)
+            if memo:
+                if len(_derived) >= 64:
+                    _derived.clear()
+                _derived[memo] = found
+        _, self._all_options, self._options, self._key = found
         self._validate()
 
     def _validate(self) -> None:
