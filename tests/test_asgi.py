@@ -16,7 +16,7 @@ from django.contrib.sessions.models import Session
 from django.core.asgi import get_asgi_application as django_application
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
-from django.core.signals import request_started
+from django.core.signals import request_finished, request_started
 from django.test import override_settings
 
 import asgi_project
@@ -431,8 +431,18 @@ def test_streaming_response_closes_in_a_thread(project, hops):
     assert outcome["asyncdb"][1] == ["django.http.response.HttpResponseBase.close"]
 
 
+received = []
+
+
 def project_receiver(sender, **kwargs):
-    """A request_started receiver of the project's own."""
+    """A request_started receiver of the project's own, which queries."""
+    alias = asgi_project.SessionRouter.alias or "default"
+    received.append(Author.objects.using(alias).count())
+
+
+async def async_receiver(sender, **kwargs):
+    """An async request_started receiver."""
+    received.append("async")
 
 
 def test_request_signal_with_a_project_receiver(project, hops):
@@ -450,8 +460,42 @@ def test_request_signal_with_a_project_receiver(project, hops):
         listed = ASGIHandler(loop_safe=["test_asgi.project_receiver"])
         assert arun(one, listed, project) == 200
         assert hops == []
+        authors = Author.objects.using(project).count()
+        assert received == [authors, authors]
     finally:
         request_started.disconnect(project_receiver)
+        received.clear()
+
+
+def test_where_request_signals_are_sent(schema):
+    """In place with Django's own receivers only; in the bridge with a listed receiver of
+    the project or an async one; in a thread with an unlisted one."""
+    listed = hooks.LoopHooks(["test_asgi.project_receiver"])
+    sender = ASGIHandler
+
+    def modes(decided):
+        return [decided.signal_mode(s, sender)[0] for s in (request_started, request_finished)]
+
+    assert modes(hooks.LoopHooks()) == [hooks.IN_PLACE, hooks.IN_PLACE]
+    request_started.connect(project_receiver)
+    try:
+        assert modes(hooks.LoopHooks()) == [hooks.THREAD, hooks.IN_PLACE]
+        assert modes(listed) == [hooks.BRIDGE, hooks.IN_PLACE]
+    finally:
+        request_started.disconnect(project_receiver)
+    request_finished.connect(async_receiver)
+    try:
+        assert modes(hooks.LoopHooks()) == [hooks.IN_PLACE, hooks.BRIDGE]
+
+        async def one():
+            return (await call(ASGIHandler(), "GET", "/form/")).status
+
+        with override_settings(**PROJECT):
+            assert arun(one) == 200
+        assert received == ["async"]
+    finally:
+        request_finished.disconnect(async_receiver)
+        received.clear()
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ Inside a request served by :class:`django_asyncdb.asgi.ASGIHandler`, the hooks t
 database queries (a session read or saved) run natively, as those of a model signal's
 sync receiver do. Hooks of Django's that do no I/O at all (the security, common and
 authentication middleware's, the session middleware's ``process_request``, the CSRF
-middleware's with the token in a cookie) are called in place, without the bridge.
+middleware's with the token in a cookie; the request signals when every receiver is
+Django's own) are called in place, without the bridge.
 Everything else keeps Django's behaviour: sync views, ``sync_to_async`` calls of your
 own and unknown middleware run in the request's thread.
 
@@ -190,6 +191,7 @@ class LoopHooks:
         self.receivers = extra
         self._classes: dict[type, bool] = {}
         self._callables: dict[Any, bool] = {}
+        self._djangos: dict[Any, bool] = {}
         self._hooks: dict[tuple[type, str], int] = {}
 
     def middleware_class(self, cls: type) -> bool:
@@ -197,6 +199,14 @@ class LoopHooks:
         found = self._classes.get(cls)
         if found is None:
             found = self._classes[cls] = dotted(cls) in self.middleware
+        return found
+
+    def djangos(self, receiver: Any) -> bool:
+        """Is this receiver Django's own?"""
+        key = getattr(receiver, "__func__", receiver)
+        found = self._djangos.get(key)
+        if found is None:
+            found = self._djangos[key] = _djangos(dotted(receiver))
         return found
 
     def receiver(self, receiver: Any) -> bool:
@@ -210,19 +220,30 @@ class LoopHooks:
 
     def signal(self, signal: Signal, sender: Any) -> bool:
         """May ``signal``'s sync receivers for ``sender`` run on the loop?"""
+        return self.signal_mode(signal, sender)[0] != THREAD
+
+    def signal_mode(self, signal: Signal, sender: Any) -> tuple[int, list[Any]]:
+        """Where a request signal's receivers run, and its sync receivers: THREAD (as in
+        Django), BRIDGE, or IN_PLACE where every receiver is one of Django's own sync
+        ones (resetting the query log, closing old connections and caches: no query)."""
         if signal is not request_started and signal is not request_finished:
-            return False
+            return THREAD, []
         if signal is request_finished and _request_thread_used():
             # Its receivers close the sync connections of the thread the request used:
             # they run there, after whatever that thread still runs (a cancelled view).
-            return False
-        sync_receivers, _ = signal._live_receivers(sender)
-        return all(self.receiver(receiver) for receiver in sync_receivers)
+            return THREAD, []
+        sync_receivers, async_receivers = signal._live_receivers(sender)
+        if not all(self.receiver(receiver) for receiver in sync_receivers):
+            return THREAD, sync_receivers
+        if async_receivers or not all(self.djangos(receiver) for receiver in sync_receivers):
+            return BRIDGE, sync_receivers
+        return IN_PLACE, sync_receivers
 
     def mode(self, func: Callable[..., Any]) -> int:
         """Where this thread-sensitive ``sync_to_async`` function runs: THREAD (as in
         Django), BRIDGE (on the loop, its queries native) or IN_PLACE (on the loop, called
-        directly: a middleware hook that does no I/O at all)."""
+        directly: a middleware hook that does no I/O at all, a response's close() whose
+        request_finished receivers are Django's own)."""
         if type(func) is not MethodType:
             return THREAD
         name = func.__name__
@@ -232,6 +253,12 @@ class LoopHooks:
             if found is None:
                 found = self._hooks[key] = self._hook_mode(*key)
             return found
+        owner = func.__self__
+        if name == "close" and isinstance(owner, HttpResponseBase):
+            # A streamed response's close() may run a generator's cleanup: any code.
+            if owner.streaming and not isinstance(owner, FileResponse):
+                return THREAD
+            return self.signal_mode(request_finished, owner._handler_class)[0]
         return BRIDGE if self.runs_in_loop(func) else THREAD
 
     def _hook_mode(self, cls: type, name: str) -> int:
@@ -328,9 +355,16 @@ def sync_to_async(
 
 
 async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
-    """Signal.asend: a request signal of ours with safe receivers is sent in the bridge."""
+    """Signal.asend: a request signal of ours with safe receivers is sent on the loop."""
     hooks = _hooks.get()
-    if hooks is not None and hooks.signal(self, sender):
-        # In the bridge, send() calls the sync receivers in place and awaits the async ones.
-        return await bridge.run(self.send, sender, **named)
+    if hooks is not None:
+        mode, sync_receivers = hooks.signal_mode(self, sender)
+        if mode == IN_PLACE:  # Django's own sync receivers only, called as send() does
+            return [
+                (receiver, receiver(signal=self, sender=sender, **named))
+                for receiver in sync_receivers
+            ]
+        if mode == BRIDGE:
+            # In the bridge, send() calls the sync receivers and awaits the async ones.
+            return await bridge.run(self.send, sender, **named)
     return await _original_asend(self, sender, **named)
