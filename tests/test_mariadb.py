@@ -5,6 +5,7 @@ the errors MySQLdb raises before a statement is sent."""
 import asyncio
 import contextlib
 import threading
+import time
 
 import pytest
 from django.db import NotSupportedError, ProgrammingError, connections, transaction
@@ -331,3 +332,48 @@ def test_non_ascii_and_binary_parameters_still_pass(schema):
     sql = "SELECT %s, LENGTH(%s), HEX(%s), %s"
     params = ["é\U0001f600", b"\xff\xfe'", b"\x00\xdc", "%s"]
     assert arun(fetch, sql, params) == [tuple(row) for row in django_cursor_execute(sql, params)]
+
+
+def test_streams_hold_no_more_than_a_chunk_ahead(schema):
+    """aiterator() outside a transaction streams through an unbuffered cursor. asyncmy reads
+    whatever arrives, with no flow control, and parses every complete row it holds: with
+    other tasks running between chunks, most of a large result ended up in memory (110 MB
+    for this one). The stream reads only while a fetch runs, a bounded amount."""
+    import tracemalloc
+
+    rows = 200_000
+
+    async def main():
+        async with django_asyncdb.cursor(DB) as cursor:
+            await cursor.execute(
+                "INSERT INTO testapp_counter (name, value) "
+                f"SELECT CONCAT('stream ', REPEAT('x', 30), seq), seq FROM seq_1_to_{rows}"
+            )
+        stop = asyncio.Event()
+
+        async def busy():  # a server's other tasks: the loop runs between our chunks
+            while not stop.is_set():
+                await asyncio.sleep(0)
+
+        other = asyncio.ensure_future(busy())
+        queryset = Counter.objects.using(DB).filter(name__startswith="stream ")
+        tracemalloc.start()
+        try:
+            seen = total = 0
+            async for _name, value in queryset.values_list("name", "value").aiterator(1000):
+                seen += 1
+                total += value
+                if seen % 1000 == 0:
+                    time.sleep(0.002)  # a slow consumer: the kernel's buffers fill meanwhile
+                    await asyncio.sleep(0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            stop.set()
+            await other
+            await queryset.adelete()
+        return seen, total, peak
+
+    seen, total, peak = arun(main)
+    assert (seen, total) == (rows, rows * (rows + 1) // 2)
+    assert peak < 16_000_000, f"{peak / 1e6:.1f} MB traced while streaming"
