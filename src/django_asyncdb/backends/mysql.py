@@ -190,7 +190,8 @@ class MysqlConnection(base.Connection):
         except BaseException:
             await cursor.close()
             raise
-        transport = self.raw._transport if server_side else None
+        # (asyncmy before 0.2.11 reads through a StreamReader, which pauses by itself)
+        transport = getattr(self.raw, "_transport", None) if server_side else None
         if transport is not None:
             sock = transport.get_extra_info("socket")
             if sock is not None:
