@@ -7,6 +7,7 @@ sessions; ours must do it without a thread hop where the hooks are safe.
 """
 
 import asyncio
+import io
 import threading
 from http.cookies import SimpleCookie
 
@@ -17,6 +18,7 @@ from django.core.asgi import get_asgi_application as django_application
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.signals import request_finished, request_started
+from django.http import FileResponse, HttpResponse
 from django.test import override_settings
 
 import asgi_project
@@ -268,8 +270,9 @@ async def refused_with_a_query(app, alias):
 
 
 def test_csrf_failure_view_of_the_project_queries_natively(project, hops):
-    """Django's CSRF hooks do no I/O and are called in place, but a project's failure view
-    (called from process_view) may query: then they run in the bridge."""
+    """A project's failure view (called from the CSRF middleware's process_view) may query:
+    process_view runs in the bridge (its other hooks, which only read and set the cookie,
+    are called in place)."""
     authors = Author.objects.using(project).count()
     with override_settings(CSRF_FAILURE_VIEW="asgi_project.csrf_failure"):
         outcome = both(refused_with_a_query, project, hops)
@@ -283,7 +286,7 @@ def test_csrf_failure_view_of_the_project_queries_natively(project, hops):
     [
         ({}, hooks.IN_PLACE),
         ({"CSRF_USE_SESSIONS": True}, hooks.BRIDGE),
-        ({"CSRF_FAILURE_VIEW": "asgi_project.csrf_failure"}, hooks.BRIDGE),
+        ({"CSRF_FAILURE_VIEW": "asgi_project.csrf_failure"}, hooks.IN_PLACE),
     ],
 )
 def test_hooks_that_do_no_io_are_called_in_place(schema, overrides, csrf):
@@ -305,7 +308,10 @@ def test_hooks_that_do_no_io_are_called_in_place(schema, overrides, csrf):
         "auth": decided.mode(AuthenticationMiddleware(get_response).process_request),
         "common": decided.mode(CommonMiddleware(get_response).process_response),
         "messages": decided.mode(MessageMiddleware(get_response).process_request),
-        "csrf": decided.mode(CsrfViewMiddleware(get_response).process_view),
+        "csrf": decided.mode(CsrfViewMiddleware(get_response).process_request),
+        "csrf response": decided.mode(CsrfViewMiddleware(get_response).process_response),
+        # reads request.POST (upload handlers) and may render the failure view
+        "csrf view": decided.mode(CsrfViewMiddleware(get_response).process_view),
         "recorder": decided.mode(asgi_project.Recorder(get_response).process_request),
     }
     assert modes == {
@@ -315,6 +321,8 @@ def test_hooks_that_do_no_io_are_called_in_place(schema, overrides, csrf):
         "common": hooks.IN_PLACE,
         "messages": hooks.BRIDGE,
         "csrf": csrf,
+        "csrf response": csrf,
+        "csrf view": hooks.BRIDGE,
         "recorder": hooks.THREAD,
     }
 
@@ -477,6 +485,13 @@ def test_where_request_signals_are_sent(schema):
         return [decided.signal_mode(s, sender)[0] for s in (request_started, request_finished)]
 
     assert modes(hooks.LoopHooks()) == [hooks.IN_PLACE, hooks.IN_PLACE]
+    # A response's close() sends request_finished; a file response's also closes its file
+    # object, which may be anything: the bridge.
+    plain, served = HttpResponse(b"x"), FileResponse(io.BytesIO(b"x"))
+    for response in (plain, served):
+        response._handler_class = sender
+    assert hooks.LoopHooks().mode(plain.close) == hooks.IN_PLACE
+    assert hooks.LoopHooks().mode(served.close) == hooks.BRIDGE
     request_started.connect(project_receiver)
     try:
         assert modes(hooks.LoopHooks()) == [hooks.THREAD, hooks.IN_PLACE]

@@ -349,6 +349,9 @@ def test_instances_of_one_setting_share_its_options_and_see_them_change(raw):
         return [next(iter(clients[c._key]._pools.values())).max_connections for c in (first, third)]
 
     assert asyncio.run(sizes()) == [3, 5]
+    # No OPTIONS: Django hands each instance a new empty dict; still derived once.
+    bare = [RedisCache(LOCATION, {"KEY_PREFIX": "n"}) for _ in range(2)]
+    assert bare[0]._options is bare[1]._options and bare[0]._options == {}
     # Another location, the same OPTIONS: its own key.
     other = RedisCache(f"redis://127.0.0.1:6379/{DB + 1}", dict(params))
     assert other._key != third._key and other._servers != third._servers

@@ -223,10 +223,12 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         given = self._options
         # Django makes an instance per request context: what is derived from LOCATION and
-        # OPTIONS is kept per OPTIONS dict (the settings' own), while it holds the same.
-        memo = (server, id(given)) if isinstance(server, str) else None
+        # OPTIONS is kept per OPTIONS dict (the settings' own; a new empty one each time when
+        # there is none), while it holds the same items (settings changed inside an item's
+        # value, in place, are not seen: settings are not meant to change so).
+        memo = (server, id(given) if given else None) if isinstance(server, str) else None
         found = _derived.get(memo) if memo else None
-        if found is None or found[0] is not given or found[1] != given:
+        if found is None or (given and found[0] is not given) or found[1] != given:
             options = dict(given)
             own = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
             key = repr((list(self._servers), sorted(options.items(), key=repr)))

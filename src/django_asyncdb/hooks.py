@@ -11,8 +11,9 @@ Inside a request served by :class:`django_asyncdb.asgi.ASGIHandler`, the hooks t
 database queries (a session read or saved) run natively, as those of a model signal's
 sync receiver do. Hooks of Django's that do no I/O at all (the security, common and
 authentication middleware's, the session middleware's ``process_request``, the CSRF
-middleware's with the token in a cookie; the request signals when every receiver is
-Django's own) are called in place, without the bridge.
+middleware's ``process_request`` and ``process_response`` with the token in a cookie; the
+request signals when every receiver is Django's own) are called in place, without the
+bridge.
 Everything else keeps Django's behaviour: sync views, ``sync_to_async`` calls of your
 own and unknown middleware run in the request's thread.
 
@@ -91,10 +92,11 @@ SESSION_OR_DATABASE = frozenset(
     }
 )
 CSRF = "django.middleware.csrf.CsrfViewMiddleware"
-# The CSRF middleware's hooks: no I/O unless the token is kept in the session or a
-# project's failure view (which may query) answers a rejected request.
-CSRF_HOOKS = frozenset((CSRF, hook) for hook in HOOKS)
-CSRF_FAILURE_VIEW = "django.views.csrf.csrf_failure"
+# The CSRF middleware's hooks that read and set the token's cookie only (unless the token is
+# kept in the session). process_view stays in the bridge: it reads request.POST (upload
+# handlers may do I/O) and a rejected request renders the failure view with the request
+# (its template's context processors may load the session and the user).
+CSRF_HOOKS = frozenset({(CSRF, "process_request"), (CSRF, "process_response")})
 # Session engines whose only I/O is database queries.
 DATABASE_SESSIONS = frozenset(
     {
@@ -186,7 +188,7 @@ class LoopHooks:
         if native or not settings.CSRF_USE_SESSIONS:
             self.middleware |= {CSRF}
         self.in_place = IO_FREE_HOOKS
-        if not settings.CSRF_USE_SESSIONS and settings.CSRF_FAILURE_VIEW == CSRF_FAILURE_VIEW:
+        if not settings.CSRF_USE_SESSIONS:
             self.in_place |= CSRF_HOOKS
         self.receivers = extra
         self._classes: dict[type, bool] = {}
@@ -255,10 +257,12 @@ class LoopHooks:
             return found
         owner = func.__self__
         if name == "close" and isinstance(owner, HttpResponseBase):
-            # A streamed response's close() may run a generator's cleanup: any code.
+            # A streamed response's close() may run a generator's cleanup: any code. A file
+            # response's closes its file object, which may be anything: the bridge.
             if owner.streaming and not isinstance(owner, FileResponse):
                 return THREAD
-            return self.signal_mode(request_finished, owner._handler_class)[0]
+            mode = self.signal_mode(request_finished, owner._handler_class)[0]
+            return BRIDGE if mode == IN_PLACE and isinstance(owner, FileResponse) else mode
         return BRIDGE if self.runs_in_loop(func) else THREAD
 
     def _hook_mode(self, cls: type, name: str) -> int:

@@ -9,6 +9,7 @@ Django's SQL runs unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from typing import Any
@@ -70,7 +71,8 @@ def _encode_value(value: Any, encoding: str) -> None:
 
 
 # An unbuffered stream's socket receive buffer (the kernel doubles it): what one fetch
-# can read ahead. 1M rows streamed at the same speed as with the kernel's default.
+# can read ahead. 1M rows streamed at the same speed as with the kernel's default. It stays
+# on the pooled connection (the kernel's autotuning is off for that socket from then on).
 _STREAM_RECEIVE_BUFFER = 256 * 1024
 
 
@@ -194,8 +196,9 @@ class MysqlConnection(base.Connection):
         transport = getattr(self.raw, "_transport", None) if server_side else None
         if transport is not None:
             sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STREAM_RECEIVE_BUFFER)
+            with contextlib.suppress(OSError, ValueError):  # (closed: the fetch will say so)
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STREAM_RECEIVE_BUFFER)
             transport.pause_reading()  # until the first fetch
         return MysqlStream(cursor, transport)
 
