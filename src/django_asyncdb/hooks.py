@@ -216,13 +216,10 @@ class LoopHooks:
         key = getattr(receiver, "__func__", receiver)
         found = self._callables.get(key)
         if found is None:
-            name = dotted(receiver)
-            found = self._callables[key] = _djangos(name) or name in self.receivers
+            found = self._callables[key] = (
+                self.djangos(receiver) or dotted(receiver) in self.receivers
+            )
         return found
-
-    def signal(self, signal: Signal, sender: Any) -> bool:
-        """May ``signal``'s sync receivers for ``sender`` run on the loop?"""
-        return self.signal_mode(signal, sender)[0] != THREAD
 
     def signal_mode(self, signal: Signal, sender: Any) -> tuple[int, list[Any]]:
         """Where a request signal's receivers run, and its sync receivers: THREAD (as in
@@ -263,33 +260,19 @@ class LoopHooks:
                 return THREAD
             mode = self.signal_mode(request_finished, owner._handler_class)[0]
             return BRIDGE if mode == IN_PLACE and isinstance(owner, FileResponse) else mode
-        return BRIDGE if self.runs_in_loop(func) else THREAD
+        if name == "process_exception_by_middleware" and isinstance(owner, BaseHandler):
+            # Calls every middleware's sync process_exception in turn.
+            safe = all(
+                type(hook) is MethodType and self.middleware_class(type(hook.__self__))
+                for hook in owner._exception_middleware
+            )
+            return BRIDGE if safe else THREAD
+        return THREAD
 
     def _hook_mode(self, cls: type, name: str) -> int:
         if not self.middleware_class(cls):
             return THREAD
         return IN_PLACE if (dotted(cls), name) in self.in_place else BRIDGE
-
-    def runs_in_loop(self, func: Callable[..., Any]) -> bool:
-        """Should this thread-sensitive ``sync_to_async`` function run on the loop?"""
-        if type(func) is not MethodType:
-            return False
-        owner = func.__self__
-        name = func.__name__
-        if name in HOOKS:
-            return self.middleware_class(type(owner))
-        if name == "process_exception_by_middleware" and isinstance(owner, BaseHandler):
-            # Calls every middleware's sync process_exception in turn.
-            return all(
-                type(hook) is MethodType and self.middleware_class(type(hook.__self__))
-                for hook in owner._exception_middleware
-            )
-        if name == "close" and isinstance(owner, HttpResponseBase):
-            # A streamed response's close() may run a generator's cleanup: any code.
-            if owner.streaming and not isinstance(owner, FileResponse):
-                return False
-            return self.signal(request_finished, owner._handler_class)
-        return False
 
 
 def _request_thread_used() -> bool:
