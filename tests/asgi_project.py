@@ -59,6 +59,11 @@ async def visits(request, alias):
     return JsonResponse({"visits": count, "user": str(user), "authors": authors})
 
 
+async def peek(request):
+    """Read the session without changing it."""
+    return JsonResponse({"visits": await request.session.aget("visits", 0)})
+
+
 def sync_visits(request, alias):
     """The same in a sync view (Django runs it in a thread)."""
     count = request.session.get("visits", 0) + 1
@@ -134,6 +139,7 @@ urlpatterns = [
     path("<str:alias>/fanout/", fanout),
     path("<str:alias>/visits/", visits),
     path("<str:alias>/sync-visits/", sync_visits),
+    path("peek/", peek),
     path("form/", form),
     path("fail/", fail),
     path("echo/", csrf_exempt(echo)),

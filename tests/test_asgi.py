@@ -7,6 +7,7 @@ sessions; ours must do it without a thread hop where the hooks are safe.
 """
 
 import asyncio
+import datetime
 import io
 import threading
 from http.cookies import SimpleCookie
@@ -20,11 +21,12 @@ from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.signals import request_finished, request_started
 from django.http import FileResponse, HttpResponse
 from django.test import override_settings
+from django.utils import timezone
 
 import asgi_project
 from conftest import arun
+from django_asyncdb import bridge, hooks
 from django_asyncdb import connections as seam
-from django_asyncdb import hooks
 from django_asyncdb.asgi import ASGIHandler, get_asgi_application, with_lifespan
 from testapp.models import Author
 
@@ -192,6 +194,49 @@ def test_sessions_and_orm_as_django_with_no_hop(project, hops):
     assert len(their_hops) >= 10
 
 
+async def peeks(app, alias):
+    first = await call(app, "GET", f"/{alias}/visits/")
+    key = first.cookies()["sessionid"].value
+    await (
+        Session.objects.using(alias)
+        .filter(session_key=key)
+        .aupdate(expire_date=timezone.now() + datetime.timedelta(minutes=1))
+    )
+    peeked = await call(app, "GET", "/peek/", cookies={"sessionid": key})
+    nobody = await call(app, "GET", "/peek/")
+    stored = await Session.objects.using(alias).aget(session_key=key)
+    refreshed = stored.expire_date > timezone.now() + datetime.timedelta(minutes=2)
+    answers = [(r.status, r.json(), cookie_shape(r), r.header("vary")) for r in (peeked, nobody)]
+    return answers, refreshed
+
+
+@pytest.mark.parametrize("every_request", [False, True])
+def test_the_session_middleware_saves_in_the_bridge_and_else_works_in_place(
+    project, hops, monkeypatch, every_request
+):
+    """process_response saves a modified session (or every session, with
+    SESSION_SAVE_EVERY_REQUEST) in the bridge, its query native; a session only read (or
+    none) needs no save: the hook is called in place."""
+    bridged = []
+    original = bridge.run
+
+    def counting(func, *args, **kwargs):
+        bridged.append(hooks.dotted(func))
+        return original(func, *args, **kwargs)
+
+    monkeypatch.setattr(bridge, "run", counting)
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=every_request):
+        outcome = both(peeks, project, hops)
+    assert outcome["asyncdb"][0] == outcome["django"][0]
+    answers, refreshed = outcome["asyncdb"][0]
+    assert answers[0][:2] == (200, {"visits": 1}) and answers[1][:2] == (200, {"visits": 0})
+    assert refreshed is every_request  # saved with a new expiry date
+    assert outcome["asyncdb"][1] == []
+    saves = bridged.count("django.contrib.sessions.middleware.SessionMiddleware.process_response")
+    # The first visit's save, then the peek's (every request); never the sessionless one's.
+    assert saves == (2 if every_request else 1)
+
+
 async def sync_view(app, alias):
     first = await call(app, "GET", f"/{alias}/sync-visits/")
     key = first.cookies()["sessionid"].value
@@ -316,7 +361,7 @@ def test_hooks_that_do_no_io_are_called_in_place(schema, overrides, csrf):
     }
     assert modes == {
         "session request": hooks.IN_PLACE,
-        "session response": hooks.BRIDGE,  # saves the session
+        "session response": hooks.UNLESS_SAVING,  # saves a modified session
         "auth": hooks.IN_PLACE,
         "common": hooks.IN_PLACE,
         "messages": hooks.BRIDGE,

@@ -10,7 +10,8 @@ Inside a request served by :class:`django_asyncdb.asgi.ASGIHandler`, the hooks t
 :class:`LoopHooks` deems safe run in the bridge instead, on the event loop: their
 database queries (a session read or saved) run natively, as those of a model signal's
 sync receiver do. Hooks of Django's that do no I/O at all (the security, common and
-authentication middleware's, the session middleware's ``process_request``, the CSRF
+authentication middleware's, the session middleware's ``process_request`` and its
+``process_response`` when the session is not to be saved, the CSRF
 middleware's ``process_request`` and ``process_response`` with the token in a cookie; the
 request signals when every receiver is Django's own) are called in place, without the
 bridge.
@@ -71,19 +72,20 @@ NO_IO = frozenset(
         "django.contrib.auth.middleware.AuthenticationMiddleware",  # the user is lazy
     }
 )
+SESSION = "django.contrib.sessions.middleware.SessionMiddleware"
 # Hooks of Django's middleware above that do no I/O at all, not even a query: they are
 # called in place on the loop, without the bridge (a switch to it and back costs more than
 # most of them). The session's process_request only makes the (lazy) session store.
 IO_FREE_HOOKS = frozenset(
     {
         *((name, hook) for name in NO_IO for hook in HOOKS),
-        ("django.contrib.sessions.middleware.SessionMiddleware", "process_request"),
+        (SESSION, "process_request"),
     }
 )
 # Django's middleware whose hooks read or write the session or query the database.
 SESSION_OR_DATABASE = frozenset(
     {
-        "django.contrib.sessions.middleware.SessionMiddleware",
+        SESSION,
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.contrib.auth.middleware.LoginRequiredMiddleware",
         "django.contrib.sites.middleware.CurrentSiteMiddleware",
@@ -111,6 +113,7 @@ CACHE_SESSIONS = frozenset(
         "django.contrib.sessions.backends.cached_db",
     }
 )
+DJANGOS_SESSIONS = "django.contrib.sessions.backends."
 # Django's middleware whose only I/O is CACHE_MIDDLEWARE_ALIAS's cache.
 CACHE_MIDDLEWARE = frozenset(
     {
@@ -120,8 +123,10 @@ CACHE_MIDDLEWARE = frozenset(
     }
 )
 
-# Where a sync piece of a request runs (LoopHooks.mode).
-THREAD, BRIDGE, IN_PLACE = 0, 1, 2
+# Where a sync piece of a request runs (LoopHooks.mode). UNLESS_SAVING: the session
+# middleware's process_response, which saves the session (I/O) only when it was modified or
+# SESSION_SAVE_EVERY_REQUEST is set; otherwise it sets headers at most (in place).
+THREAD, BRIDGE, IN_PLACE, UNLESS_SAVING = 0, 1, 2, 3
 
 _hooks: ContextVar[LoopHooks | None] = ContextVar("django_asyncdb_hooks", default=None)
 
@@ -272,7 +277,21 @@ class LoopHooks:
     def _hook_mode(self, cls: type, name: str) -> int:
         if not self.middleware_class(cls):
             return THREAD
+        if (dotted(cls), name) == (SESSION, "process_response"):
+            return UNLESS_SAVING
         return IN_PLACE if (dotted(cls), name) in self.in_place else BRIDGE
+
+
+def _saves_session(request: Any) -> bool:
+    """May the session middleware's process_response save ``request``'s session? A store
+    of Django's does not unless it was modified (or SESSION_SAVE_EVERY_REQUEST is set) and
+    holds something; of anything else set as ``request.session`` nothing is known."""
+    session: Any = getattr(request, "session", None)
+    if not type(session).__module__.startswith(DJANGOS_SESSIONS):
+        return True
+    if not (session.modified or settings.SESSION_SAVE_EVERY_REQUEST):
+        return False
+    return not session.is_empty()
 
 
 def _request_thread_used() -> bool:
@@ -311,6 +330,13 @@ async def _in_place(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
 
+async def _unless_saving(func: Callable[..., Any], request: Any, response: Any) -> Any:
+    """The session middleware's process_response: in place unless it saves the session."""
+    if _saves_session(request):
+        return await bridge.run(func, request, response)
+    return func(request, response)
+
+
 def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
     """SyncToAsync.__call__: a safe hook of a request of ours runs on the loop."""
     mode = _mode(self.func, self._thread_sensitive)
@@ -318,6 +344,8 @@ def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -
         return bridge.run(self.func, *args, **kwargs)
     if mode == IN_PLACE:
         return _in_place(self.func, *args, **kwargs)
+    if mode == UNLESS_SAVING:
+        return _unless_saving(self.func, *args, **kwargs)
     return _original_call(self, *args, **kwargs)
 
 
@@ -337,6 +365,8 @@ def sync_to_async(
             return functools.partial(bridge.run, func)
         if mode == IN_PLACE:
             return functools.partial(_in_place, func)
+        if mode == UNLESS_SAVING:
+            return functools.partial(_unless_saving, func)
     original: Any = _original_sync_to_async  # (typed by overloads: func or none)
     return original(func, thread_sensitive=thread_sensitive, executor=executor, context=context)
 
