@@ -204,9 +204,18 @@ async def peeks(app, alias):
     )
     peeked = await call(app, "GET", "/peek/", cookies={"sessionid": key})
     nobody = await call(app, "GET", "/peek/")
+    # A key the database does not know: the session is empty, the cookie deleted.
+    stale = await call(app, "GET", "/peek/", cookies={"sessionid": "x" * 32})
     stored = await Session.objects.using(alias).aget(session_key=key)
     refreshed = stored.expire_date > timezone.now() + datetime.timedelta(minutes=2)
-    answers = [(r.status, r.json(), cookie_shape(r), r.header("vary")) for r in (peeked, nobody)]
+    deleted = [
+        any(c.startswith('sessionid="";') for c in r.header("set-cookie"))
+        for r in (peeked, nobody, stale)
+    ]
+    answers = [
+        (r.status, r.json(), cookie_shape(r), r.header("vary"), gone)
+        for r, gone in zip((peeked, nobody, stale), deleted, strict=True)
+    ]
     return answers, refreshed
 
 
@@ -230,10 +239,11 @@ def test_the_session_middleware_saves_in_the_bridge_and_else_works_in_place(
     assert outcome["asyncdb"][0] == outcome["django"][0]
     answers, refreshed = outcome["asyncdb"][0]
     assert answers[0][:2] == (200, {"visits": 1}) and answers[1][:2] == (200, {"visits": 0})
+    assert [answer[4] for answer in answers] == [False, False, True]  # deleted, in place
     assert refreshed is every_request  # saved with a new expiry date
     assert outcome["asyncdb"][1] == []
     saves = bridged.count("django.contrib.sessions.middleware.SessionMiddleware.process_response")
-    # The first visit's save, then the peek's (every request); never the sessionless one's.
+    # The first visit's save, then the peek's (every request); never an empty session's.
     assert saves == (2 if every_request else 1)
 
 
