@@ -69,6 +69,31 @@ def options(**values):
         settings_dict["OPTIONS"] = original
 
 
+def test_statements_that_leave_warnings_send_nothing_more(schema, caplog):
+    """asyncmy's cursor follows a statement that left warnings with a SHOW WARNINGS of its
+    own (a statement of the driver's in the user's transaction) and logs every warning;
+    MySQLdb, Django's driver, does neither. The warnings stay for the user to read."""
+
+    async def main():
+        async with transaction.atomic(using=DB):
+            count = "SHOW SESSION STATUS LIKE 'Com_show_warnings'"
+            before = int((await fetch(count))[0][1])
+            value = await fetch("SELECT CAST(%s AS SIGNED)", ["abc"])
+            warnings = await fetch("SHOW WARNINGS")
+            after = int((await fetch(count))[0][1])
+        return value, [row[2] for row in warnings], after - before
+
+    with connections[DB].cursor() as cursor:
+        cursor.execute("SELECT CAST(%s AS SIGNED)", ["abc"])
+        value = list(cursor.fetchall())
+        cursor.execute("SHOW WARNINGS")
+        warnings = [row[2] for row in cursor.fetchall()]
+    caplog.set_level("DEBUG", logger="asyncmy")
+    assert arun(main) == (value, warnings, 1)  # the test's own SHOW WARNINGS only
+    assert warnings == ["Truncated incorrect INTEGER value: 'abc'"]
+    assert not [r for r in caplog.records if r.name.startswith("asyncmy")]
+
+
 def test_isolation_level_and_init_command_from_options(schema):
     async def main(pool):
         connection = await pool.acquire()

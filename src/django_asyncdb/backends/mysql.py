@@ -18,7 +18,7 @@ import asyncmy
 import asyncmy.errors
 from asyncmy.constants import ER, FIELD_TYPE
 from asyncmy.converters import conversions
-from asyncmy.cursors import SSCursor
+from asyncmy.cursors import Cursor, SSCursor
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends import utils as backend_utils
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -68,6 +68,22 @@ def _encode_value(value: Any, encoding: str) -> None:
     elif isinstance(value, (tuple, list, set, frozenset)):  # escaped item by item
         for item in value:
             _encode_value(item, encoding)
+
+
+class QuietCursor(Cursor):
+    """asyncmy's cursor, minus what MySQLdb does not do: after a statement that left
+    warnings, asyncmy's sends a SHOW WARNINGS of its own (a statement of the driver's in
+    the user's transaction, a round trip more) and logs each warning."""
+
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+class QuietSSCursor(SSCursor):
+    """asyncmy's unbuffered cursor, as quiet as :class:`QuietCursor`."""
+
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
 
 
 # An unbuffered stream's socket receive buffer (the kernel doubles it): what one fetch
@@ -166,13 +182,13 @@ class MysqlConnection(base.Connection):
 
     async def fetchall(self, sql: str, params: Params) -> list[Row]:
         """Run a query and return all its rows."""
-        async with self.raw.cursor() as cursor:
+        async with self.raw.cursor(QuietCursor) as cursor:
             await self._execute(cursor, sql, params)
             return list(await cursor.fetchall())
 
     async def run(self, sql: str, params: Params) -> Result:
         """Run any statement."""
-        async with self.raw.cursor() as cursor:
+        async with self.raw.cursor(QuietCursor) as cursor:
             await self._execute(cursor, sql, params)
             description = cursor.description
             rows = list(await cursor.fetchall()) if description else []
@@ -186,7 +202,7 @@ class MysqlConnection(base.Connection):
 
     async def open_stream(self, sql: str, params: Params, *, server_side: bool) -> MysqlStream:
         """An unbuffered cursor when the connection is the stream's alone, else buffered."""
-        cursor = self.raw.cursor(SSCursor if server_side else None)
+        cursor = self.raw.cursor(QuietSSCursor if server_side else QuietCursor)
         try:
             await self._execute(cursor, sql, params)
         except BaseException:
