@@ -277,9 +277,10 @@ class LoopHooks:
     def _hook_mode(self, cls: type, name: str) -> int:
         if not self.middleware_class(cls):
             return THREAD
-        if (dotted(cls), name) == (SESSION, "process_response"):
+        hook = (dotted(cls), name)
+        if hook == (SESSION, "process_response"):
             return UNLESS_SAVING
-        return IN_PLACE if (dotted(cls), name) in self.in_place else BRIDGE
+        return IN_PLACE if hook in self.in_place else BRIDGE
 
 
 def _saves_session(request: Any) -> bool:
@@ -337,15 +338,22 @@ async def _unless_saving(func: Callable[..., Any], request: Any, response: Any) 
     return func(request, response)
 
 
+def _runner(mode: int) -> Callable[..., Awaitable[Any]] | None:
+    """What runs a function of ``mode`` on the loop (None: THREAD, asgiref's way)."""
+    if mode == BRIDGE:
+        return bridge.run
+    if mode == IN_PLACE:
+        return _in_place
+    if mode == UNLESS_SAVING:
+        return _unless_saving
+    return None
+
+
 def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
     """SyncToAsync.__call__: a safe hook of a request of ours runs on the loop."""
-    mode = _mode(self.func, self._thread_sensitive)
-    if mode == BRIDGE:
-        return bridge.run(self.func, *args, **kwargs)
-    if mode == IN_PLACE:
-        return _in_place(self.func, *args, **kwargs)
-    if mode == UNLESS_SAVING:
-        return _unless_saving(self.func, *args, **kwargs)
+    run = _runner(_mode(self.func, self._thread_sensitive))
+    if run is not None:
+        return run(self.func, *args, **kwargs)
     return _original_call(self, *args, **kwargs)
 
 
@@ -360,13 +368,9 @@ def sync_to_async(
     the response's close()): a safe hook of a request of ours gets the bridge at once,
     without a SyncToAsync object made and thrown away per call."""
     if func is not None and executor is None and context is None:
-        mode = _mode(func, thread_sensitive)
-        if mode == BRIDGE:
-            return functools.partial(bridge.run, func)
-        if mode == IN_PLACE:
-            return functools.partial(_in_place, func)
-        if mode == UNLESS_SAVING:
-            return functools.partial(_unless_saving, func)
+        run = _runner(_mode(func, thread_sensitive))
+        if run is not None:
+            return functools.partial(run, func)
     original: Any = _original_sync_to_async  # (typed by overloads: func or none)
     return original(func, thread_sensitive=thread_sensitive, executor=executor, context=context)
 

@@ -79,11 +79,9 @@ class QuietCursor(Cursor):
         return None
 
 
-class QuietSSCursor(SSCursor):
-    """asyncmy's unbuffered cursor, as quiet as :class:`QuietCursor`."""
-
-    async def _show_warnings(self, conn: Any) -> None:
-        return None
+class QuietSSCursor(QuietCursor, SSCursor):
+    """asyncmy's unbuffered cursor, as quiet as :class:`QuietCursor` (SSCursor's methods
+    come before Cursor's)."""
 
 
 # An unbuffered stream's socket receive buffer (the kernel doubles it): what one fetch
